@@ -1,0 +1,321 @@
+"""Command line: parse arguments, call the library, map errors to one clear line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from transduce.config import ConfigError
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + traceback
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+# ---- subcommands ------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from transduce.config import load_config
+    from transduce.demo import demo_config, make_splits, write_splits
+    from transduce.evaluate import score
+    from transduce.plots import plot_attention
+    from transduce.training.trainer import train
+    from transduce.translator import Translator
+
+    out = Path(args.out)
+    print(f"transduce demo: a made-up language pair that needs reordering -> {out}/")
+    splits = make_splits(seed=args.seed)
+    paths = write_splits(out / "data", splits)
+    print(f"data: {len(splits['train']):,} training, {len(splits['valid'])} validation and "
+          f"{len(splits['test'])} held-out test pairs in {out / 'data'}")
+    cfg = load_config(demo_config(paths, out / "model", args.minutes, args.seed))
+    tick = time.time()
+    model_dir = train(cfg)
+    translator = Translator.load(model_dir)
+    srcs = [s for s, _ in splits["test"]]
+    refs = [t for _, t in splits["test"]]
+    results = translator.translate(srcs, beam_size=5)
+    scores = score([r.text for r in results], refs)
+    print(f"\nheld-out test ({len(refs)} sentences, beam 5): exact match "
+          f"{scores.exact_match:.1f}%  BLEU {scores.bleu:.2f}  chrF {scores.chrf:.2f}"
+          f"  (trained in {(time.time() - tick) / 60:.1f} min)")
+    for r, ref in list(zip(results, refs))[:4]:
+        mark = "ok" if r.text == ref else "differs"
+        print(f"  {r.source}\n    -> {r.text}   [{mark}]")
+    example = translator.translate([srcs[0]], beam_size=5, return_attention=True)[0]
+    png = plot_attention(example.src_tokens, example.tgt_tokens, example.attention or [],
+                         out / "attention.png", title="where the model looks while translating")
+    print(f"\nattention heatmap: {png}")
+    print(f"model directory:   {model_dir}\n\nnext:\n"
+          f"  echo 'the old king paints a green door' | transduce translate {model_dir}\n"
+          f"  transduce summary {model_dir}\n"
+          f"  transduce evaluate {model_dir} --src {paths['test_src']} --ref {paths['test_tgt']}\n"
+          f"  transduce curves {model_dir} -o {out / 'curves.png'}\n"
+          f"  transduce train configs/multi30k_rnn.yaml   # real data: English -> German")
+    return 0 if scores.exact_match >= 95.0 or args.minutes < 1 else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from transduce.config import load_config
+    from transduce.training.trainer import train
+
+    cfg = load_config(args.config, args.set)
+    try:
+        train(cfg, resume=args.resume)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _read_input(path: str | None) -> Iterator[tuple[int, str]]:
+    stream = open(path, "rb") if path and path != "-" else sys.stdin.buffer
+    name = path if path and path != "-" else "<stdin>"
+    with stream:
+        for number, raw in enumerate(stream, start=1):
+            try:
+                yield number, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise UsageError(f"{name}, line {number}: not valid UTF-8 ({e.reason})") from None
+
+
+def _load_translator(args: argparse.Namespace):
+    from transduce.translator import Translator
+
+    return Translator.load(args.model_dir, device=args.device)
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    if args.input and args.input != "-" and not Path(args.input).is_file():
+        raise UsageError(f"input file not found: {args.input}")
+    translator = _load_translator(args)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    chunk: list[str] = []
+
+    def flush() -> None:
+        results = translator.translate(chunk, beam_size=args.beam, n_best=args.n_best,
+                                       sampling=args.sample, temperature=args.temperature,
+                                       top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                                       batch_size=args.batch_size)
+        for r in results:
+            if args.n_best and args.n_best > 1:
+                out.write("\t".join(f"{a.text}\t{a.score:.4f}" for a in r.alternatives) + "\n")
+            else:
+                out.write(r.text + "\n")
+        out.flush()
+        chunk.clear()
+
+    try:
+        for _, line in _read_input(args.input):
+            chunk.append(line)
+            if len(chunk) >= args.chunk:
+                flush()
+        if chunk:
+            flush()
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from transduce.data import read_parallel
+    from transduce.evaluate import score
+
+    srcs, refs = read_parallel(args.src, args.ref)
+    translator = _load_translator(args)
+    tick = time.time()
+    results = translator.translate(srcs, beam_size=args.beam, batch_size=args.batch_size)
+    seconds = time.time() - tick
+    hyps = [r.text for r in results]
+    if args.output:
+        Path(args.output).write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    scores = score(hyps, refs)
+    if args.json:
+        print(json.dumps({**scores.as_dict(), "sentences": len(hyps), "seconds": seconds}))
+    else:
+        print(f"{len(hyps)} sentences, beam {args.beam or translator.decode.beam_size}, "
+              f"{len(hyps) / max(seconds, 1e-9):.1f} sentences/s")
+        print(scores)
+        for name, sig in scores.signatures.items():
+            print(f"  {name}: {sig}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from transduce.config import load_config
+    from transduce.models import build_model, layer_table
+    from transduce.text import load_codecs
+
+    target = Path(args.target)
+    if target.is_dir():
+        cfg = load_config(target / "config.yaml")
+        src, tgt = load_codecs(target)
+        sizes = (len(src.vocab), len(tgt.vocab))
+    else:
+        cfg = load_config(target, args.set)
+        v = cfg.tokenizer.vocab_size if cfg.tokenizer.kind == "sentencepiece" else args.vocab
+        sizes = (v, v)
+        print(f"(vocabulary size assumed {v}; the real one is known after training)")
+    m = cfg.model
+    print(f"arch: {m.arch}  encoder: {m.encoder if m.arch == 'rnn' else 'transformer'}  "
+          f"attention: {m.attention if m.arch == 'rnn' else 'multi-head'}  "
+          f"vocab: src {sizes[0]:,} tgt {sizes[1]:,}")
+    print(layer_table(build_model(m, *sizes), max_depth=args.depth))
+    return 0
+
+
+def cmd_curves(args: argparse.Namespace) -> int:
+    from transduce.plots import plot_training
+    from transduce.training.trainer import LOG_FILE
+
+    log = Path(args.model_dir) / LOG_FILE
+    if not log.is_file():
+        raise UsageError(f"no training log at {log}")
+    print(plot_training(log, args.output))
+    return 0
+
+
+def cmd_attention(args: argparse.Namespace) -> int:
+    from transduce.plots import plot_attention
+
+    translator = _load_translator(args)
+    r = translator.translate([args.text], beam_size=args.beam, return_attention=True)[0]
+    if r.attention is None:
+        raise UsageError("this model has no attention to plot (model.attention: none)")
+    print(r.text)
+    print(plot_attention(r.src_tokens, r.tgt_tokens, r.attention, args.output, title=r.text))
+    return 0
+
+
+def cmd_average(args: argparse.Namespace) -> int:
+    from transduce.config import load_config
+    from transduce.models import build_model
+    from transduce.text import load_codecs
+    from transduce.training.checkpoint import MODEL_FILE, average_checkpoints, list_checkpoints
+
+    model_dir = Path(args.model_dir)
+    paths = list_checkpoints(model_dir)[-args.last:]
+    if not paths:
+        raise UsageError(f"no checkpoints in {model_dir / 'checkpoints'}")
+    cfg = load_config(model_dir / "config.yaml")
+    src, tgt = load_codecs(model_dir)
+    model = build_model(cfg.model, len(src.vocab), len(tgt.vocab))
+    out = Path(args.output) if args.output else model_dir / MODEL_FILE
+    average_checkpoints(paths, out, model)
+    print(f"averaged {len(paths)} checkpoints ({', '.join(p.name for p in paths)}) -> {out}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from transduce.serve import run_server
+
+    return run_server(args)
+
+
+# ---- parser -----------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="transduce", description="Sequence-to-sequence learning and translation.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("demo", help="train a small model on a made-up language pair (offline)")
+    s.add_argument("--out", default="transduce-demo", help="output folder")
+    s.add_argument("--minutes", type=float, default=2.5, help="training time budget")
+    s.add_argument("--seed", type=int, default=1)
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("train", help="train a model from a YAML config")
+    s.add_argument("config")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=5e-4 (repeatable)")
+    s.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    s.set_defaults(func=cmd_train)
+
+    def model_args(s: argparse.ArgumentParser) -> None:
+        s.add_argument("model_dir")
+        s.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy)")
+        s.add_argument("--batch-size", type=int, default=None, help="sentences per batch")
+        s.add_argument("--device", default="cpu")
+
+    s = sub.add_parser("translate", help="translate lines from stdin or a file")
+    model_args(s)
+    s.add_argument("-i", "--input", help="input file (default: stdin)")
+    s.add_argument("-o", "--output", help="output file (default: stdout)")
+    s.add_argument("--n-best", type=int, default=None,
+                   help="write N alternatives per line, tab-separated with scores")
+    s.add_argument("--sample", action="store_true", help="sample instead of searching")
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument("--top-k", type=int, default=0)
+    s.add_argument("--top-p", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=None, help="sampling seed")
+    s.add_argument("--chunk", type=int, default=2000, help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_translate)
+
+    s = sub.add_parser("evaluate", help="translate --src and score against --ref (sacreBLEU)")
+    model_args(s)
+    s.add_argument("--src", required=True)
+    s.add_argument("--ref", required=True)
+    s.add_argument("--output", help="also write the translations here")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("summary", help="layer table with parameter counts")
+    s.add_argument("target", help="model directory or config file")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--depth", type=int, default=2)
+    s.add_argument("--vocab", type=int, default=8000, help="vocabulary size for a config")
+    s.set_defaults(func=cmd_summary)
+
+    s = sub.add_parser("curves", help="plot validation loss and BLEU from a training log")
+    s.add_argument("model_dir")
+    s.add_argument("-o", "--output", default="curves.png")
+    s.set_defaults(func=cmd_curves)
+
+    s = sub.add_parser("attention", help="translate one sentence and plot its attention")
+    model_args(s)
+    s.add_argument("text")
+    s.add_argument("-o", "--output", default="attention.png")
+    s.set_defaults(func=cmd_attention)
+
+    s = sub.add_parser("average", help="average the last checkpoints' weights")
+    s.add_argument("model_dir")
+    s.add_argument("--last", type=int, default=3)
+    s.add_argument("-o", "--output", help="weights file (default: MODEL_DIR/model.safetensors)")
+    s.set_defaults(func=cmd_average)
+
+    s = sub.add_parser("serve", help="HTTP API and web page for model directories")
+    s.add_argument("model_dirs", nargs="+", metavar="MODEL_DIR",
+                   help="model directory, or NAME=DIR (e.g. en-de=runs/ende)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--api-key-file", help="file with one accepted API key per line")
+    s.add_argument("--cors-origin", action="append", default=[],
+                   help="allow browser requests from this origin (repeatable)")
+    s.add_argument("--max-batch-tokens", type=int, default=4096)
+    s.add_argument("--max-wait-ms", type=float, default=5.0)
+    s.add_argument("--max-queue", type=int, default=256)
+    s.add_argument("--no-batching", action="store_true", help="decode each request alone")
+    s.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from transduce.data import CorpusError
+
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, ConfigError, CorpusError, FileNotFoundError, ValueError) as e:
+        print(f"transduce {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,254 @@
+"""The one place where configuration is read, validated and written.
+
+A config is plain data: nested pydantic models that forbid unknown keys. `load_config`
+reads YAML, applies ``--set key=value`` overrides, expands ``${VAR:-default}`` in paths
+and raises `ConfigError` naming the offending key (and the closest valid one).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that names the key and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the parallel text lives, and how it is filtered."""
+
+    train_src: Optional[str] = None
+    train_tgt: Optional[str] = None
+    valid_src: Optional[str] = None
+    valid_tgt: Optional[str] = None
+    test_src: Optional[str] = None
+    test_tgt: Optional[str] = None
+    src_lang: str = "src"
+    tgt_lang: str = "tgt"
+    max_len: int = 100  # tokens per side; longer training pairs are filtered (and counted)
+    max_train_pairs: Optional[int] = None  # use only the first N training pairs
+    lowercase: bool = False
+
+
+class TokenizerConfig(_Section):
+    kind: Literal["char", "word", "sentencepiece"] = "sentencepiece"
+    model_type: Literal["unigram", "bpe"] = "unigram"  # sentencepiece only
+    vocab_size: int = 8000  # sentencepiece only
+    character_coverage: float = 1.0  # sentencepiece only
+    shared: bool = True  # one tokenizer and vocabulary for both sides
+    min_freq: int = 1  # char/word vocabularies
+    max_size: Optional[int] = None  # char/word vocabularies
+
+
+class PretrainedEmbeddings(_Section):
+    src: Optional[str] = None  # word2vec/GloVe text file
+    tgt: Optional[str] = None
+    freeze: bool = False
+
+
+class ModelConfig(_Section):
+    arch: Literal["rnn", "transformer"] = "rnn"
+    emb_dim: int = 256
+    hidden_size: int = 256  # RNN decoder size (encoder total size), or Transformer d_model
+    dropout: float = 0.3
+    tie_embeddings: bool = True  # target embeddings == output projection
+    share_embeddings: bool = False  # source embeddings == target embeddings (needs a shared vocab)
+    pretrained_embeddings: PretrainedEmbeddings = PretrainedEmbeddings()
+    # RNN family
+    rnn_type: Literal["lstm", "gru"] = "lstm"
+    encoder: Literal["rnn", "cnn"] = "rnn"
+    encoder_layers: int = 2
+    decoder_layers: int = 1
+    bidirectional: bool = True
+    attention: Literal["none", "bahdanau", "luong_dot", "luong_general"] = "luong_general"
+    input_feeding: bool = True
+    cnn_kernel_size: int = 3
+    # Transformer
+    heads: int = 4
+    ff_size: int = 1024
+    pre_norm: bool = True
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0
+    max_positions: int = 1024
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        if self.arch == "transformer" and self.hidden_size % self.heads:
+            raise ValueError(f"model.hidden_size ({self.hidden_size}) must be divisible by "
+                             f"model.heads ({self.heads})")
+        if self.bidirectional and self.encoder == "rnn" and self.hidden_size % 2:
+            raise ValueError("model.hidden_size must be even for a bidirectional encoder")
+        return self
+
+
+class SchedulerConfig(_Section):
+    kind: Literal["constant", "plateau", "noam", "inverse_sqrt"] = "plateau"
+    factor: float = 0.5  # plateau: lr multiplier
+    patience: int = 2  # plateau: validations without improvement
+    min_lr: float = 1e-5
+    warmup: int = 4000  # noam / inverse_sqrt
+
+
+class EarlyStoppingConfig(_Section):
+    metric: Literal["bleu", "chrf", "loss"] = "bleu"
+    patience: int = 5  # validations without improvement; 0 disables
+
+
+class TrainConfig(_Section):
+    out_dir: str = "runs/model"
+    seed: int = 1234
+    threads: Optional[int] = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
+    optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam"
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    clip_grad_norm: float = 5.0
+    label_smoothing: float = 0.1
+    batch_tokens: int = 4096  # target tokens per batch (token-budget bucketing)
+    accum_steps: int = 1
+    max_steps: Optional[int] = None
+    max_epochs: int = 30
+    max_minutes: Optional[float] = None
+    valid_every: int = 500
+    valid_beam: int = 1
+    valid_max_sentences: Optional[int] = None
+    scheduler: SchedulerConfig = SchedulerConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    keep_last: int = 3
+    log_every: int = 50
+    num_samples: int = 3
+    progress: bool = True
+
+
+class DecodeConfig(_Section):
+    beam_size: int = 5
+    n_best: int = 1
+    length_penalty: float = 1.0  # GNMT alpha; 0 = raw log-probability
+    max_len_ratio: float = 1.5
+    max_len_offset: int = 10
+    batch_size: int = 64
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    decode: DecodeConfig = DecodeConfig()
+
+
+_ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def expand_env(value: str) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}``; an unset VAR without default is an error."""
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is None:
+            raise ConfigError(f"environment variable {name} is not set (used in {value!r})")
+        return default
+
+    return _ENV.sub(sub, value)
+
+
+def _check_keys(model: type[BaseModel], data: Any, path: str) -> None:
+    """Reject unknown keys, suggesting the closest valid name."""
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    for key, value in data.items():
+        where = f"{path}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            hint = f"; did you mean '{path}{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown config key '{where}'{hint} "
+                              f"(valid keys here: {', '.join(fields)})")
+        sub = fields[key].annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            if value is not None and not isinstance(value, dict):
+                raise ConfigError(f"config key '{where}' must be a mapping of options")
+            _check_keys(sub, value, f"{where}.")
+
+
+def _format_validation(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = e.get("input")
+        lines.append(f"config key '{key}': {e['msg']} (got {got!r})" if key != "(top level)"
+                     else e["msg"])
+    return "; ".join(lines)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` strings; values are parsed as YAML scalars."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        dotted, raw = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: '{k}' is not a section")
+        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    return data
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    _check_keys(Config, data, "")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation(e)) from None
+    d = cfg.data
+    for name in ("train_src", "train_tgt", "valid_src", "valid_tgt", "test_src", "test_tgt"):
+        value = getattr(d, name)
+        if value is not None:
+            setattr(d, name, expand_env(value))
+    cfg.train.out_dir = expand_env(cfg.train.out_dir)
+    if cfg.model.share_embeddings and not cfg.tokenizer.shared:
+        raise ConfigError("model.share_embeddings needs tokenizer.shared: true")
+    return cfg
+
+
+def load_config(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Config:
+    """Read a YAML file (or a dict), apply overrides and validate."""
+    if isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    data = apply_overrides(copy.deepcopy(data), overrides or [])
+    return config_from_dict(data)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
+                          encoding="utf-8")

@@ -1,0 +1,6 @@
+"""Parallel corpora: reading with checks, Batch, token-budget bucketing."""
+
+from transduce.data.batching import Batch, collate, make_batches
+from transduce.data.corpus import CorpusError, read_lines, read_parallel
+
+__all__ = ["Batch", "collate", "make_batches", "CorpusError", "read_lines", "read_parallel"]

@@ -1,0 +1,79 @@
+"""The encoder-decoder, and the contract between models and search.
+
+Search drives any model through four calls, so one beam search serves every architecture:
+    enc = model.encode(src_ids, src_mask)            # once per batch
+    state = model.start(enc)                           # decoder state for step 0
+    log_probs, state, attn = model.step(prev_ids, state, enc)   # one target position
+    state, enc = state.select(index), enc.select(index)         # reorder/expand hypotheses
+Training uses `forward` (teacher forcing over the whole target at once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+
+@dataclass
+class EncoderOutput:
+    memory: torch.Tensor  # (B, S, H) encoder states
+    src_mask: torch.Tensor  # (B, S) True at real tokens
+    final: torch.Tensor | None = None  # (B, H) sentence summary that seeds RNN decoders
+
+    def select(self, index: torch.Tensor) -> "EncoderOutput":
+        final = None if self.final is None else self.final.index_select(0, index)
+        return EncoderOutput(self.memory.index_select(0, index),
+                             self.src_mask.index_select(0, index), final)
+
+
+class DecoderState(Protocol):
+    def select(self, index: torch.Tensor) -> "DecoderState": ...
+
+
+class Decoder(Protocol):
+    out_dim: int
+
+    def start(self, enc: EncoderOutput) -> Any: ...
+
+    def step(self, emb: torch.Tensor, state: Any,
+             enc: EncoderOutput) -> tuple[torch.Tensor, Any, torch.Tensor | None]: ...
+
+    def __call__(self, emb: torch.Tensor,
+                 enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+
+class Seq2Seq(nn.Module):
+    """Embeddings -> encoder -> decoder -> generator (a linear layer over the target vocabulary)."""
+
+    def __init__(self, src_embed: nn.Embedding, tgt_embed: nn.Embedding, encoder: nn.Module,
+                 decoder: nn.Module, generator: nn.Module):
+        super().__init__()
+        self.src_embed, self.tgt_embed = src_embed, tgt_embed
+        self.encoder, self.decoder, self.generator = encoder, decoder, generator
+
+    def encode(self, src_ids: torch.Tensor, src_mask: torch.Tensor) -> EncoderOutput:
+        return self.encoder(self.src_embed(src_ids), src_mask)
+
+    def forward(self, src_ids: torch.Tensor, src_mask: torch.Tensor,
+                tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: (B, S), (B, S), (B, T) -> logits (B, T, V)."""
+        hidden, _ = self.decoder(self.tgt_embed(tgt_in), self.encode(src_ids, src_mask))
+        return self.generator(hidden)
+
+    def start(self, enc: EncoderOutput) -> Any:
+        return self.decoder.start(enc)
+
+    def step(self, prev_ids: torch.Tensor, state: Any,
+             enc: EncoderOutput) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
+        """prev_ids (B,) -> log-probs (B, V) float32, new state, attention (B, S) or None."""
+        hidden, state, attn = self.decoder.step(self.tgt_embed(prev_ids), state, enc)
+        return torch.log_softmax(self.generator(hidden).float(), dim=-1), state, attn
+
+    def attention(self, src_ids: torch.Tensor, src_mask: torch.Tensor,
+                  tgt_in: torch.Tensor) -> torch.Tensor | None:
+        """Cross-attention weights (B, T, S) under teacher forcing, for visualisation."""
+        _, attn = self.decoder(self.tgt_embed(tgt_in), self.encode(src_ids, src_mask))
+        return attn

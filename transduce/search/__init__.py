@@ -1,0 +1,8 @@
+"""Decoding strategies over the model contract (encode / start / step / select)."""
+
+from transduce.search.beam import beam_search
+from transduce.search.common import Hypothesis, max_lengths
+from transduce.search.greedy import greedy_search
+from transduce.search.sampling import sample
+
+__all__ = ["Hypothesis", "beam_search", "greedy_search", "sample", "max_lengths"]

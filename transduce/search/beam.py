@@ -1,0 +1,99 @@
+"""Batched beam search over the whole batch at once (no Python loop over sentences).
+
+Shapes: B sentences still decoding, K beams each, V target vocabulary. Alive hypotheses
+live in flat (B*K, ...) tensors; a sentence leaves the batch as soon as it has K
+finished hypotheses, so long sentences do not keep short ones busy.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from transduce.search.common import Hypothesis, force_eos, length_penalty
+
+
+def top_candidates(scores: torch.Tensor, log_probs: torch.Tensor,
+                   k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Best 2K continuations of each sentence's K beams.
+
+    scores (B, K) cumulative log-probs; log_probs (B*K, V).
+    Returns candidate scores, parent beam and token, each (B, 2K), best first.
+    """
+    B, K = scores.shape
+    V = log_probs.size(-1)
+    cand = (scores.reshape(B * K, 1) + log_probs).view(B, K * V)  # (B, K*V)
+    top_scores, top_idx = cand.topk(min(2 * k, K * V), dim=1)  # (B, 2K)
+    return top_scores, top_idx // V, top_idx % V
+
+
+def select_alive(top_scores: torch.Tensor, parents: torch.Tensor, tokens: torch.Tensor,
+                 eos_id: int, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The best K candidates that do not end in </s>: scores, parents, tokens (B, K)."""
+    masked = top_scores.masked_fill(tokens == eos_id, float("-inf"))
+    keep = masked.topk(k, dim=1).indices  # (B, K)
+    return masked.gather(1, keep), parents.gather(1, keep), tokens.gather(1, keep)
+
+
+@torch.no_grad()
+def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: int,
+                eos_id: int, max_len: torch.Tensor, beam_size: int = 5, n_best: int = 1,
+                alpha: float = 1.0, return_attention: bool = False) -> list[list[Hypothesis]]:
+    """src (B, S) -> for each sentence its `n_best` hypotheses, best first.
+
+    Hypotheses are ranked by log P(y|x) / lp(|y|) with the GNMT length penalty `alpha`.
+    """
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
+    B, K, device = src_ids.size(0), beam_size, src_ids.device
+    enc = model.encode(src_ids, src_mask)
+    enc = enc.select(torch.arange(B, device=device).repeat_interleave(K))
+    state = model.start(enc)
+    sent = torch.arange(B, device=device)  # original index of each sentence still decoding
+    scores = torch.full((B, K), float("-inf"), device=device)
+    scores[:, 0] = 0.0  # all beams start identical: keep one
+    history = torch.zeros(B * K, 0, dtype=torch.long, device=device)  # (B*K, t)
+    attn_history: torch.Tensor | None = None  # (B*K, t, S)
+    prev = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
+    limit = max_len.to(device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    t = 0
+    while sent.numel():
+        A = sent.numel()
+        log_probs, state, attn = model.step(prev, state, enc)  # (A*K, V)
+        at_limit = t + 1 >= limit[sent]  # (A,)
+        log_probs = force_eos(log_probs, at_limit.repeat_interleave(K), eos_id)
+        top_scores, parents, tokens = top_candidates(scores, log_probs, K)
+        flat_parent = torch.arange(A, device=device).unsqueeze(1) * K + parents  # (A, 2K)
+        if return_attention and attn is not None:
+            step_attn = attn.float().unsqueeze(1)  # (A*K, 1, S)
+            attn_history = step_attn if attn_history is None else \
+                torch.cat([attn_history, step_attn], 1)
+        # Candidates ending in </s> among the best K are finished hypotheses.
+        penalty = float(length_penalty(torch.tensor(t + 1), alpha))
+        ended = (tokens[:, :K] == eos_id) & torch.isfinite(top_scores[:, :K])
+        for a, j in ended.nonzero().tolist():
+            row = int(flat_parent[a, j])
+            b = int(sent[a])
+            if len(finished[b]) < K:
+                lp = float(top_scores[a, j])
+                att = attn_history[row] if attn_history is not None else None
+                finished[b].append(Hypothesis(history[row].tolist(), lp / penalty, lp, att))
+        scores, parents, tokens = select_alive(top_scores, parents, tokens, eos_id, K)
+        order = (torch.arange(A, device=device).unsqueeze(1) * K + parents).view(-1)  # (A*K,)
+        history = torch.cat([history.index_select(0, order), tokens.view(-1, 1)], 1)
+        if attn_history is not None:
+            attn_history = attn_history.index_select(0, order)
+        state, prev = state.select(order), tokens.view(-1)
+        # Sentences with K finished hypotheses (or at their length limit) leave the batch.
+        done = at_limit | torch.tensor([len(finished[b]) >= K for b in sent.tolist()],
+                                       device=device)
+        if bool(done.any()):
+            keep = (~done).nonzero().squeeze(1)  # (A',)
+            rows = (keep.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
+            sent, scores = sent[keep], scores[keep]
+            history, prev = history[rows], prev[rows]
+            state, enc = state.select(rows), enc.select(rows)
+            if attn_history is not None:
+                attn_history = attn_history[rows]
+        t += 1
+    return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]

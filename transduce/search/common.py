@@ -1,0 +1,36 @@
+"""Records and small helpers shared by the search strategies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Hypothesis:
+    ids: list[int]  # target ids without <s> and </s>
+    score: float  # search score (length-penalised log-probability for beam search)
+    log_prob: float  # sum of token log-probabilities, </s> included
+    attention: torch.Tensor | None = None  # (len(ids) + 1, S): one row per output incl. </s>
+
+
+def max_lengths(src_mask: torch.Tensor, ratio: float, offset: int,
+                cap: int | None = None) -> torch.Tensor:
+    """Per-sentence maximum output length: ratio * source length + offset, (B,)."""
+    lengths = (src_mask.sum(1).float() * ratio).long() + offset
+    return lengths.clamp(max=cap) if cap is not None else lengths
+
+
+def length_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
+    """GNMT length penalty ((5 + |Y|) / 6) ** alpha (Wu et al. 2016); 1 when alpha = 0."""
+    return ((5.0 + lengths.float()) / 6.0) ** alpha
+
+
+def force_eos(log_probs: torch.Tensor, done: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """Rows where `done` (B,) is True may only produce </s>."""
+    if bool(done.any()):
+        forced = torch.full_like(log_probs[0], float("-inf"))
+        forced[eos_id] = 0.0
+        log_probs = torch.where(done.unsqueeze(1), forced, log_probs)
+    return log_probs

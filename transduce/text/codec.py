@@ -1,0 +1,97 @@
+"""A Codec is one side's tokenizer plus vocabulary: text <-> ids, both ways."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from transduce.config import TokenizerConfig
+from transduce.text.tokenizers import (
+    CharTokenizer,
+    SentencePieceTokenizer,
+    Tokenizer,
+    WordTokenizer,
+)
+from transduce.text.vocab import Vocab
+
+
+@dataclass
+class Codec:
+    tokenizer: Tokenizer
+    vocab: Vocab
+    lowercase: bool = False
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.tokenizer.tokenize(text.lower() if self.lowercase else text)
+
+    def encode(self, text: str) -> list[int]:
+        return self.vocab.encode(self.tokenize(text))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.detokenize(self.vocab.decode(ids))
+
+    def tokens(self, ids: Sequence[int]) -> list[str]:
+        return self.vocab.decode(ids)
+
+
+def _train_tokenizer(cfg: TokenizerConfig, texts: list[str]) -> Tokenizer:
+    if cfg.kind == "char":
+        return CharTokenizer()
+    if cfg.kind == "word":
+        return WordTokenizer()
+    return SentencePieceTokenizer.train(texts, cfg.vocab_size, cfg.model_type,
+                                        cfg.character_coverage)
+
+
+def _build_one(cfg: TokenizerConfig, texts: list[str], lowercase: bool) -> Codec:
+    if lowercase:
+        texts = [t.lower() for t in texts]
+    tok = _train_tokenizer(cfg, texts)
+    if isinstance(tok, SentencePieceTokenizer):
+        vocab = Vocab(tok.pieces())
+    else:
+        vocab = Vocab.build((tok.tokenize(t) for t in texts), cfg.min_freq, cfg.max_size)
+    return Codec(tok, vocab, lowercase)
+
+
+def build_codecs(cfg: TokenizerConfig, src_texts: list[str], tgt_texts: list[str],
+                 lowercase: bool = False) -> tuple[Codec, Codec]:
+    """Train tokenizers and build vocabularies on training text; shared or one per side."""
+    if cfg.shared:
+        codec = _build_one(cfg, src_texts + tgt_texts, lowercase)
+        return codec, codec
+    return _build_one(cfg, src_texts, lowercase), _build_one(cfg, tgt_texts, lowercase)
+
+
+def save_codecs(src: Codec, tgt: Codec, directory: str | Path) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    shared = src is tgt
+    sides = [("shared", src)] if shared else [("src", src), ("tgt", tgt)]
+    for prefix, codec in sides:
+        codec.tokenizer.save(directory, prefix)
+        codec.vocab.save(directory / f"{prefix}.vocab.json")
+    meta = {"kind": src.tokenizer.kind, "shared": shared, "lowercase": src.lowercase}
+    (directory / "tokenizer.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def load_codecs(directory: str | Path) -> tuple[Codec, Codec]:
+    directory = Path(directory)
+    meta = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
+
+    def load(prefix: str) -> Codec:
+        tok: Tokenizer
+        if meta["kind"] == "sentencepiece":
+            tok = SentencePieceTokenizer.load(directory, prefix)
+        elif meta["kind"] == "char":
+            tok = CharTokenizer()
+        else:
+            tok = WordTokenizer()
+        return Codec(tok, Vocab.load(directory / f"{prefix}.vocab.json"), meta["lowercase"])
+
+    if meta["shared"]:
+        codec = load("shared")
+        return codec, codec
+    return load("src"), load("tgt")

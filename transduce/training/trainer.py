@@ -1,0 +1,365 @@
+"""The training loop. It knows batches, a loss and a model's forward; nothing of architectures."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from tqdm import tqdm
+
+from transduce.config import Config, save_config
+from transduce.data import Batch, collate, make_batches, read_parallel
+from transduce.data.dataset import EncodedCorpus, encode_pairs
+from transduce.evaluate import score
+from transduce.models import Seq2Seq, build_model, count_parameters
+from transduce.models.build import load_pretrained_embeddings
+from transduce.text import Codec, build_codecs, load_codecs, save_codecs
+from transduce.training.checkpoint import (
+    MODEL_FILE,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_weights,
+)
+from transduce.training.loss import sequence_loss
+from transduce.training.schedules import make_scheduler
+from transduce.translator import Translator
+
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass
+class Progress:
+    """Everything needed to continue a run exactly where it stopped (saved as JSON)."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    tgt_tokens: int = 0
+    train_time_s: float = 0.0
+    elapsed_s: float = 0.0
+    best: float | None = None
+    best_step: int = 0
+    bad_validations: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+def resolve_device(setting: str) -> torch.device:
+    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for fp32. 'auto': bf16 where supported, else fp16 on CUDA."""
+    if setting == "fp32":
+        return None
+    if setting == "bf16":
+        return torch.bfloat16
+    if setting == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else None
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
+def make_optimizer(cfg: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+    if t.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay)
+
+
+class Trainer:
+    """Trains `cfg` into the model directory cfg.train.out_dir.
+
+    Reading data and building tokenizers happen in `__init__`; `run()` trains, validating
+    every `valid_every` steps (JSONL log, best model, checkpoint, early stopping).
+    """
+
+    def __init__(self, cfg: Config, resume: bool = False, log: Callable[[str], None] = print):
+        self.cfg, self.log = cfg, log
+        t, d = cfg.train, cfg.data
+        self.out = Path(t.out_dir)
+        self.device = resolve_device(t.device)
+        self.amp_dtype = resolve_precision(t.precision, self.device)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        random.seed(t.seed)
+        torch.manual_seed(t.seed)
+        if not d.train_src or not d.train_tgt:
+            raise ValueError("data.train_src and data.train_tgt must name the training files")
+        src_text, tgt_text = read_parallel(d.train_src, d.train_tgt, d.max_train_pairs)
+        self.valid_text = read_parallel(d.valid_src, d.valid_tgt) \
+            if d.valid_src and d.valid_tgt else None
+        ckpt = latest_checkpoint(self.out) if resume else None
+        if resume and ckpt is None:
+            log(f"no checkpoint in {self.out}/checkpoints: starting from scratch")
+        if ckpt is not None:
+            self.src, self.tgt = load_codecs(self.out)
+        else:
+            log(f"building {cfg.tokenizer.kind} tokenizer(s) on {len(src_text):,} pairs")
+            self.src, self.tgt = build_codecs(cfg.tokenizer, src_text, tgt_text, d.lowercase)
+        self.train_data = encode_pairs(src_text, tgt_text, self.src, self.tgt, d.max_len)
+        self._report_filtered(self.train_data, len(src_text))
+        self.valid_data = encode_pairs(*self.valid_text, self.src, self.tgt) \
+            if self.valid_text else None
+        self.model = build_model(cfg.model, len(self.src.vocab), len(self.tgt.vocab),
+                                 self.src.vocab.pad_id).to(self.device)
+        self._load_pretrained()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(cfg, params)
+        self.scheduler = make_scheduler(t.scheduler, self.optimizer, cfg.model.hidden_size)
+        self.progress = Progress()
+        if ckpt is not None:
+            self.progress = Progress(**load_checkpoint(ckpt, self.model, self.optimizer,
+                                                       self.scheduler))
+            log(f"resumed from {ckpt} (step {self.progress.step}, epoch {self.progress.epoch})")
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
+            save_codecs(self.src, self.tgt, self.out)
+            (self.out / LOG_FILE).unlink(missing_ok=True)
+        log(f"model: {count_parameters(self.model):,} parameters; vocab src "
+            f"{len(self.src.vocab):,} tgt {len(self.tgt.vocab):,}; device {self.device}"
+            f"{'' if self.amp_dtype is None else f', autocast {self.amp_dtype}'}")
+
+    def _report_filtered(self, data: EncodedCorpus, total: int) -> None:
+        if data.n_too_long:
+            self.log(f"filtered {data.n_too_long:,} of {total:,} training pairs longer than "
+                     f"data.max_len={self.cfg.data.max_len} tokens")
+        if data.n_empty:
+            self.log(f"skipped {data.n_empty:,} training pairs with an empty side")
+        if not len(data):
+            raise ValueError("no training pairs left after filtering; check data.max_len")
+
+    def _load_pretrained(self) -> None:
+        pre = self.cfg.model.pretrained_embeddings
+        for path, embed, codec in ((pre.src, self.model.src_embed, self.src),
+                                   (pre.tgt, self.model.tgt_embed, self.tgt)):
+            if path:
+                n = load_pretrained_embeddings(embed, path, codec.vocab.itos, pre.freeze)
+                self.log(f"loaded {n:,} pretrained vectors from {path}")
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        d = self.train_data
+        return make_batches([len(s) for s in d.src], [len(t) for t in d.tgt],
+                            self.cfg.train.batch_tokens, seed=self.cfg.train.seed + epoch)
+
+    def _batch(self, indices: Sequence[int]) -> Batch:
+        v = self.tgt.vocab
+        d = self.train_data
+        return collate([d.src[i] for i in indices], [d.tgt[i] for i in indices], v.pad_id,
+                       v.bos_id, v.eos_id).to(self.device)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
+
+    def train_step(self, batches: list[Batch]) -> float:
+        """One update from (accumulated) batches; returns the mean loss per target token."""
+        self.model.train()
+        n_tokens = sum(b.n_tgt_tokens for b in batches)
+        total = 0.0
+        for b in batches:
+            with self._autocast():
+                logits = self.model(b.src_ids, b.src_mask, b.tgt_in)  # (B, T, V)
+            loss = sequence_loss(logits, b.tgt_out, self.tgt.vocab.pad_id,
+                                 self.cfg.train.label_smoothing)
+            (loss / n_tokens).backward()
+            total += loss.item()
+        if self.cfg.train.clip_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step()
+        return total / max(n_tokens, 1)
+
+    def run(self) -> Path:
+        """Train until a stop condition; returns the model directory."""
+        t, p = self.cfg.train, self.progress
+        stop_requested = {"flag": False}
+
+        def on_signal(signum: int, frame: object) -> None:
+            stop_requested["flag"] = True
+
+        old = signal.signal(signal.SIGTERM, on_signal)
+        per_epoch = len(self.epoch_batches(0))
+        planned = per_epoch * t.max_epochs // t.accum_steps
+        if t.max_steps:
+            planned = min(planned, t.max_steps)
+        # A live bar on a terminal; in a log file, one plain line every 30 seconds instead.
+        bar = tqdm(total=planned, initial=p.step, unit="step", dynamic_ncols=True,
+                   smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30.0,
+                   disable=not t.progress)
+        started = time.time() - p.elapsed_s
+        reason = "max_epochs reached"
+        window_loss, window_tokens, window_time = 0.0, 0, 0.0
+        try:
+            while p.epoch < t.max_epochs:
+                batches = self.epoch_batches(p.epoch)
+                while p.batch_in_epoch < len(batches):
+                    group = batches[p.batch_in_epoch:p.batch_in_epoch + t.accum_steps]
+                    tick = time.time()
+                    data = [self._batch(ix) for ix in group]
+                    loss = self.train_step(data)
+                    n = sum(b.n_tgt_tokens for b in data)
+                    dt = time.time() - tick
+                    p.batch_in_epoch += len(group)
+                    p.step += 1
+                    p.tgt_tokens += n
+                    p.train_time_s += dt
+                    window_loss += loss * n
+                    window_tokens += n
+                    window_time += dt
+                    p.elapsed_s = time.time() - started
+                    if p.step % t.log_every == 0 or p.step == 1:
+                        bar.set_postfix(self._postfix(window_loss / window_tokens,
+                                                      window_tokens / window_time), refresh=False)
+                        window_loss, window_tokens, window_time = 0.0, 0, 0.0
+                    bar.update(1)
+                    if stop_requested["flag"]:
+                        self._checkpoint()
+                        return self._finish(bar, "stopped by SIGTERM; continue with --resume")
+                    reason = self._stop_reason()
+                    if p.step % t.valid_every == 0 or reason:
+                        if self.validate(bar, final=bool(reason)):
+                            reason = reason or "early stopping"
+                    if reason:
+                        return self._finish(bar, reason)
+                p.epoch += 1
+                p.batch_in_epoch = 0
+            self.validate(bar, final=True)
+            return self._finish(bar, reason)
+        except KeyboardInterrupt:
+            self._checkpoint()
+            bar.close()
+            self.log(f"interrupted: saved a checkpoint at step {p.step}; continue with --resume")
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, old)
+
+    def _postfix(self, loss: float, tok_s: float) -> dict[str, str]:
+        t, p = self.cfg.train, self.progress
+        fix = {"loss": f"{loss:.3f}", "tok/s": f"{tok_s:,.0f}",
+               "lr": f"{self.optimizer.param_groups[0]['lr']:.2e}", "ep": str(p.epoch + 1)}
+        if t.max_minutes:
+            fix["left"] = f"{max(0.0, t.max_minutes - p.elapsed_s / 60):.1f}m"
+        return fix
+
+    def _stop_reason(self) -> str:
+        t, p = self.cfg.train, self.progress
+        if t.max_steps and p.step >= t.max_steps:
+            return "max_steps reached"
+        if t.max_minutes and p.elapsed_s >= t.max_minutes * 60:
+            return "time budget reached"
+        return ""
+
+    def _finish(self, bar: tqdm, reason: str) -> Path:
+        bar.close()
+        p = self.progress
+        best = f"best {self.cfg.train.early_stopping.metric} {p.best:.2f} at step {p.best_step}" \
+            if p.best is not None else "no validation set"
+        self.log(f"training finished ({reason}) after {p.step} steps, {p.elapsed_s / 60:.1f} min;"
+                 f" {best}. Model: {self.out}")
+        if not (self.out / MODEL_FILE).exists():
+            save_weights(self.model, self.out / MODEL_FILE)
+        return self.out
+
+    # ---- validation -------------------------------------------------------------------
+
+    @torch.no_grad()
+    def valid_loss(self) -> float:
+        """Mean cross-entropy per target token on the validation set (no label smoothing)."""
+        assert self.valid_data is not None
+        self.model.eval()
+        d, v = self.valid_data, self.tgt.vocab
+        total, n = 0.0, 0
+        for ix in make_batches([len(s) for s in d.src], [len(t) for t in d.tgt],
+                               self.cfg.train.batch_tokens):
+            b = collate([d.src[i] for i in ix], [d.tgt[i] for i in ix], v.pad_id, v.bos_id,
+                        v.eos_id).to(self.device)
+            with self._autocast():
+                logits = self.model(b.src_ids, b.src_mask, b.tgt_in)
+            total += sequence_loss(logits, b.tgt_out, v.pad_id).item()
+            n += b.n_tgt_tokens
+        return total / max(n, 1)
+
+    def validate(self, bar: tqdm, final: bool = False) -> bool:
+        """Log metrics, keep the best model, checkpoint; returns True when early stopping."""
+        t, p = self.cfg.train, self.progress
+        if self.valid_text is None:
+            save_weights(self.model, self.out / MODEL_FILE)
+            self._checkpoint()
+            return False
+        tick = time.time()
+        srcs, refs = self.valid_text
+        if t.valid_max_sentences:
+            srcs, refs = srcs[: t.valid_max_sentences], refs[: t.valid_max_sentences]
+        loss = self.valid_loss()
+        translator = Translator(self.model, self.src, self.tgt, self.cfg.decode, self.device)
+        hyps = [tr.text for tr in translator.translate(srcs, beam_size=t.valid_beam, n_best=1)]
+        scores = score(hyps, refs, with_ter=False)
+        metric = {"bleu": scores.bleu, "chrf": scores.chrf, "loss": -loss}[
+            t.early_stopping.metric]
+        improved = p.best is None or metric > p.best
+        if improved:
+            p.best, p.best_step, p.bad_validations = metric, p.step, 0
+            save_weights(self.model, self.out / MODEL_FILE)
+        else:
+            p.bad_validations += 1
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            self.scheduler.step(metric)
+        record = {"step": p.step, "epoch": p.epoch + 1, "elapsed_s": round(p.elapsed_s, 2),
+                  "train_time_s": round(p.train_time_s, 2), "tgt_tokens": p.tgt_tokens,
+                  "tokens_per_s": round(p.tgt_tokens / max(p.train_time_s, 1e-9), 1),
+                  "valid_loss": round(loss, 4), "valid_ppl": round(math.exp(min(loss, 50)), 2),
+                  "bleu": round(scores.bleu, 2), "chrf": round(scores.chrf, 2),
+                  "exact_match": round(scores.exact_match, 2),
+                  "lr": self.optimizer.param_groups[0]["lr"], "best": improved,
+                  "valid_time_s": round(time.time() - tick, 2)}
+        p.history.append(record)
+        with open(self.out / LOG_FILE, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        bar.write(f"[step {p.step}] valid loss {loss:.3f} ppl {record['valid_ppl']:.1f} "
+                  f"BLEU {scores.bleu:.2f} chrF {scores.chrf:.2f} exact {scores.exact_match:.1f}%"
+                  f" | {record['tokens_per_s']:,.0f} tgt tok/s{' *best*' if improved else ''}")
+        for s, h, r in list(zip(srcs, hyps, refs))[: t.num_samples]:
+            bar.write(f"    src: {s}\n    ref: {r}\n    hyp: {h}")
+        self._checkpoint()
+        patience = t.early_stopping.patience
+        return bool(patience) and p.bad_validations >= patience and not final
+
+    def _checkpoint(self) -> None:
+        p = self.progress
+        save_checkpoint(self.out, self.model, self.optimizer, self.scheduler,
+                        {**p.__dict__, "history": p.history[-50:]}, self.cfg.train.keep_last)
+
+
+def train(cfg: Config, resume: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Train a model as configured; returns the model directory (cfg.train.out_dir)."""
+    return Trainer(cfg, resume, log).run()
