@@ -1,0 +1,143 @@
+"""End to end in a real browser: headless Chromium (Debian's /usr/bin/chromium, driven by
+Playwright) opens the page of a running `transduce serve`, types a sentence, clicks Translate,
+and must see the translation, the n-best list and a drawn attention heatmap, with no request
+leaving the machine and no error in the console. A screenshot is saved (to $TRANSDUCE_SCREENSHOTS
+if set, else the test's temporary directory)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+
+from transduce.translator import Translator
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SENTENCE = "the big cat sees a red ball near the house"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} not found (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def server(demo_model_dir: Path) -> Iterator[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen([sys.executable, "-m", "transduce", "serve", str(demo_model_dir),
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"server exited: {log.seek(0) or log.read()}"
+            assert time.monotonic() < deadline, "server not ready within 60 s"
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_page_translates_and_draws_the_heatmap(server: str, demo_model_dir: Path,
+                                               tmp_path: Path) -> None:
+    from playwright.sync_api import Route, sync_playwright
+
+    expected = Translator.load(demo_model_dir).translate([SENTENCE], beam_size=5, n_best=3)[0]
+    shots = Path(os.environ.get("TRANSDUCE_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    outside: list[str] = []
+    problems: list[str] = []
+
+    def loopback_only(route: Route) -> None:
+        if urlparse(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.route("**/*", loopback_only)
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(server + "/")
+            page.wait_for_selector("#model option[value='en-demo']", state="attached")
+            assert page.input_value("#beam") == "5"  # the model's default, from /v1/models
+            assert not page.is_visible("#apikey")  # no keys configured
+            page.fill("#source", SENTENCE)
+            page.fill("#nbest", "3")
+            page.click("#translate")
+            # functions, not expression strings: the page's CSP forbids eval, rightly
+            page.wait_for_function(
+                "() => document.getElementById('translation').textContent.length > 0",
+                timeout=30_000)
+
+            assert page.text_content("#translation") == expected.text
+            alternatives = page.locator("#alternatives li")
+            assert alternatives.count() == 3
+            assert alternatives.first.inner_text().startswith(expected.alternatives[0].text)
+            heatmap = page.locator("#heatmap")
+            assert heatmap.get_attribute("data-rows") == str(len(expected.tgt_tokens) + 1)
+            assert heatmap.get_attribute("data-cols") == str(len(expected.src_tokens) + 1)
+            # cells are opaque rgb(shade, 0.95 shade + 10, 255), darker with more weight (so
+            # never pure white); labels are dark grey, the rest is transparent
+            cells, shades = page.evaluate("""() => {
+                const c = document.getElementById('heatmap');
+                const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+                let n = 0;
+                const shades = new Set();
+                for (let i = 0; i < px.length; i += 4) {
+                    if (px[i + 3] === 255 && px[i + 2] === 255 && px[i + 1] < 255) {
+                        n++;
+                        shades.add(px[i]);
+                    }
+                }
+                return [n, shades.size];
+            }""")
+            n_cells = (len(expected.tgt_tokens) + 1) * (len(expected.src_tokens) + 1)
+            assert cells > n_cells * 500, "the heatmap cells are not drawn"
+            assert shades >= 2, "every cell has the same colour"
+            assert page.is_visible("#heatmap")
+            shot = shots / "transduce-page.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+            print(f"screenshot: {shot}")
+
+            page.fill("#beam", "2")  # an error is shown in the page, not thrown
+            page.fill("#nbest", "2")
+            page.fill("#source", "x" * 10)
+            page.click("#translate")
+            page.wait_for_function("() => !document.getElementById('translate').disabled")
+            assert "error" not in (page.get_attribute("#status", "class") or "")
+        finally:
+            browser.close()
+    assert outside == [], f"the page tried to reach the network: {outside}"
+    assert problems == [], f"console errors: {problems}"
