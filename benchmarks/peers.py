@@ -27,6 +27,7 @@ run inside the peer virtual environments (see the hidden ``ct2-decode`` command)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gzip
 import json
@@ -40,9 +41,10 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TORCH_PIN = "torch==2.13.0"
@@ -140,19 +142,14 @@ def run_checked(cmd: Sequence[str], log_path: Path, env: dict[str, str] | None =
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with open(log_path, "ab") as log_file:
+    with contextlib.ExitStack() as files:
+        log_file = files.enter_context(open(log_path, "ab"))
         log_file.write(f"$ {' '.join(map(str, cmd))}\n".encode())
         log_file.flush()
-        stdin_file = open(stdin, "rb") if stdin else subprocess.DEVNULL
-        stdout_file = open(stdout, "wb") if stdout else log_file
-        try:
-            proc = subprocess.run(list(map(str, cmd)), stdin=stdin_file, stdout=stdout_file,
-                                  stderr=log_file, env=env, cwd=cwd)
-        finally:
-            if stdin:
-                stdin_file.close()
-            if stdout:
-                stdout_file.close()
+        stdin_file = files.enter_context(open(stdin, "rb")) if stdin else subprocess.DEVNULL
+        stdout_file = files.enter_context(open(stdout, "wb")) if stdout else log_file
+        proc = subprocess.run(list(map(str, cmd)), stdin=stdin_file, stdout=stdout_file,
+                              stderr=log_file, env=env, cwd=cwd)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise BenchError(f"{cmd[0]} exited with {proc.returncode}; log {log_path}:\n"
@@ -298,14 +295,10 @@ def _terminate(proc: subprocess.Popen, sig: signal.Signals, grace_s: float) -> N
     """Signal the trainer, give it grace_s to save and exit, then kill its group."""
     if proc.poll() is None:
         proc.send_signal(sig)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 
@@ -442,7 +435,8 @@ ONMT_VENV = VenvSpec("onmt", (
     ("configargparse", "ctranslate2>=4,<5", "pyonmttok>=1.37,<2", "rapidfuzz",
      "pyahocorasick", "spacy", "fasttext-wheel"),
 ))
-JOEY_VENV = VenvSpec("joeynmt", ((TORCH_PIN,), ("joeynmt==2.3.0",)))
+# joeynmt 2.3.0 imports importlib_metadata without declaring it.
+JOEY_VENV = VenvSpec("joeynmt", ((TORCH_PIN,), ("joeynmt==2.3.0", "importlib-metadata")))
 
 
 def ensure_venv(spec: VenvSpec, peers_dir: Path) -> Path:
@@ -485,6 +479,7 @@ class Context:
     budget_s: float
     ckpt_steps: int
     transduce_python: Path
+    transduce_overrides: list[str]  # extra `--set KEY=VALUE` for transduce train
     versions: dict[str, str] = field(default_factory=dict)
 
     def run_dir(self, system: str) -> Path:
@@ -504,6 +499,7 @@ class System:
 
     name = ""
     toolkit = ""
+    trains = True  # False: train() only prepares another system's model
 
     def setup(self, ctx: Context) -> None:
         pass
@@ -615,8 +611,9 @@ class OnmtSystem(System):
                        start_marker="Start training loop", stop_signal=signal.SIGTERM)
         run = run_budgeted(job, ctx.budget_s)
         steps, rate = parse_onmt_log(job.log_path)
-        checkpoint = self.checkpoint(ctx)
-        return TrainResult(steps=steps, eval_step=onmt_step(checkpoint), tgt_tokens_per_s=rate,
+        eval_step = onmt_step(self.checkpoint(ctx))
+        return TrainResult(steps=max(steps or 0, eval_step), eval_step=eval_step,
+                           tgt_tokens_per_s=rate,
                            peak_rss_gib=run.peak_rss_gib, wall_s=run.wall_s,
                            startup_s=run.startup_s)
 
@@ -680,6 +677,7 @@ def latest_onmt_checkpoint(run_dir: Path) -> Path:
 class Ct2System(System):
     name = "ctranslate2"
     toolkit = "CTranslate2"
+    trains = False
     source = "onmt-transformer"
 
     def __init__(self) -> None:
@@ -897,9 +895,10 @@ class TransduceSystem(System):
     def train(self, ctx: Context) -> TrainResult:
         run_dir = ctx.run_dir(self.name)
         minutes = f"{ctx.budget_s / 60:g}"
+        overrides = [f"train.max_minutes={minutes}", f"train.out_dir={run_dir}",
+                     *ctx.transduce_overrides]
         cmd = self.command(ctx, "train", str(self.config),
-                           "--set", f"train.max_minutes={minutes}",
-                           "--set", f"train.out_dir={run_dir}")
+                           *[arg for item in overrides for arg in ("--set", item)])
         job = TrainJob(cmd=cmd, env=thread_env(ctx.threads), log_path=run_dir.parent /
                        f"{self.name}.train.log", start_marker=None, stop_signal=None,
                        cwd=REPO_ROOT)
@@ -907,16 +906,21 @@ class TransduceSystem(System):
         if run.stopped_by_us:
             raise BenchError(f"transduce did not stop within budget + {TRANSDUCE_GRACE_S:.0f}s")
         last = read_transduce_log(run_dir / "train_log.jsonl")
+        rate = last.get("tokens_per_s")
+        if last.get("tgt_tokens") and last.get("train_time_s"):
+            rate = last["tgt_tokens"] / last["train_time_s"]  # over the whole run
         return TrainResult(steps=last.get("step"), eval_step=last.get("step"),
-                           tgt_tokens_per_s=last.get("tokens_per_s"),
+                           tgt_tokens_per_s=rate,
                            peak_rss_gib=run.peak_rss_gib, wall_s=run.wall_s, startup_s=None)
 
     def translate(self, ctx: Context, beam: int) -> Translation:
         run_dir = ctx.run_dir(self.name)
         hyp = run_dir / f"test.beam{beam}.txt"
         log_path = run_dir.parent / f"{self.name}.translate.log"
-        load_s = min(self._time_translate(ctx, Path("/dev/null"), Path("/dev/null"), beam,
-                                          log_path) for _ in range(2))
+        empty = ctx.data.root / "empty.txt"  # the CLI rejects -i /dev/null (not a file)
+        empty.write_text("")
+        load_s = min(self._time_translate(ctx, empty, Path("/dev/null"), beam, log_path)
+                     for _ in range(2))
         wall = self._time_translate(ctx, ctx.data.raw["test.en"], hyp, beam, log_path)
         return Translation(hyps=read_lines(hyp), decode_s=max(wall - load_s, 1e-6),
                            wall_s=wall, load_excluded=True)
@@ -929,8 +933,10 @@ class TransduceSystem(System):
         return run_checked(cmd, log_path, env=thread_env(ctx.threads), cwd=REPO_ROOT)
 
     def notes(self, ctx: Context) -> list[str]:
-        return [f"{self.config.relative_to(REPO_ROOT)}; stops itself (train.max_minutes)",
-                "decode time: translate wall time minus a model-load-only run (-i /dev/null)"]
+        extra = " ".join(f"--set {item}" for item in ctx.transduce_overrides) or "none"
+        return [f"{self.config.relative_to(REPO_ROOT)} (precision as configured; extra: "
+                f"{extra}); stops itself (train.max_minutes, counts its validations)",
+                "decode time: translate wall time minus a model-load-only run (empty input)"]
 
 
 def read_transduce_log(path: Path) -> dict[str, Any]:
@@ -987,7 +993,8 @@ def benchmark_system(name: str, ctx: Context) -> SystemResult:
         run_dir = ctx.run_dir(name)
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True)
-        log(f"{name}: training ({ctx.budget_s / 60:g} min budget)")
+        if system.trains:
+            log(f"{name}: training ({ctx.budget_s / 60:g} min budget)")
         result.train = system.train(ctx)
         if result.train:
             log(f"{name}: {result.train.steps} steps, "
@@ -1016,7 +1023,7 @@ def _fmt(value: float | int | None, digits: int = 1) -> str:
 
 
 TABLE_COLUMNS = (
-    ("system", 22), ("steps", 7), ("train tok/s", 11), ("RSS GiB", 7),
+    ("system", 28), ("steps", 7), ("train tok/s", 11), ("RSS GiB", 7),
     ("BLEU b5", 7), ("chrF b5", 7), ("BLEU b1", 7), ("chrF b1", 7),
     ("sent/s b1", 9), ("tok/s b1", 8), ("sent/s b5", 9), ("tok/s b5", 8),
 )
@@ -1046,7 +1053,7 @@ def format_table(results: Sequence[SystemResult], meta: dict[str, Any]) -> str:
     lines = [header, "-|-".join("-" * width for _, width in TABLE_COLUMNS)]
     for result in results:
         cells = table_row(result)
-        lines.append(" | ".join(c.ljust(w) for c, (_, w) in zip(cells, TABLE_COLUMNS)))
+        lines.append(" | ".join(c.ljust(w) for c, (_, w) in zip(cells, TABLE_COLUMNS, strict=True)))
     lines.append("")
     lines.append(f"Multi30k en->de test_2016_flickr ({meta['test_sentences']} sentences), "
                  f"sacreBLEU cased 13a / chrF; {meta['budget_minutes']:g} min training "
@@ -1100,7 +1107,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="decode only the first N test sentences")
     parser.add_argument("--ckpt-steps", type=int, default=50,
                         help="OpenNMT-py checkpoint interval (it cannot save on a signal)")
-    parser.add_argument("--transduce-python", type=Path, default=Path("/work/venv/bin/python"))
+    parser.add_argument("--transduce-python", type=Path, default=Path(sys.executable),
+                        help="interpreter with transduce installed (default: this one)")
+    parser.add_argument("--transduce-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config override for transduce train (repeatable), "
+                             "e.g. train.precision=fp32 to match the fp32 peers")
     parser.add_argument("--json-out", type=Path,
                         default=REPO_ROOT / "benchmarks" / "results" / "peers.json")
     args = parser.parse_args(argv)
@@ -1135,7 +1146,8 @@ def main(argv: Sequence[str]) -> int:
     data = prepare_data(args.data_dir / "multi30k", args.work_dir, args.test_limit)
     ctx = Context(data=data, work_dir=args.work_dir, peers_dir=args.peers_dir,
                   threads=args.threads, budget_s=args.budget_minutes * 60,
-                  ckpt_steps=args.ckpt_steps, transduce_python=args.transduce_python)
+                  ckpt_steps=args.ckpt_steps, transduce_python=args.transduce_python,
+                  transduce_overrides=args.transduce_set)
     meta: dict[str, Any] = {
         "budget_minutes": args.budget_minutes, "threads": args.threads,
         "test_sentences": len(data.test_refs), "decode_batch": DECODE_BATCH,

@@ -15,7 +15,7 @@ from transduce.training.trainer import train
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TRANSDUCE_DATA", ROOT.parent / "shared" / "data"))
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny models: one thread is faster and repeatable on a shared machine
 
 
 @pytest.fixture(scope="session")

@@ -94,7 +94,7 @@ def _load_translator(args: argparse.Namespace):
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    if args.input and args.input != "-" and not Path(args.input).is_file():
+    if args.input and args.input != "-" and not Path(args.input).exists():
         raise UsageError(f"input file not found: {args.input}")
     translator = _load_translator(args)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
@@ -304,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-wait-ms", type=float, default=5.0)
     s.add_argument("--max-queue", type=int, default=256)
     s.add_argument("--no-batching", action="store_true", help="decode each request alone")
+    s.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    s.add_argument("--threads", type=int, default=None,
+                   help="torch threads for decoding (default: torch's, one per core)")
     s.set_defaults(func=cmd_serve)
     return p
 

@@ -83,6 +83,8 @@ class ModelConfig(_Section):
     attention_dropout: float = 0.1
     activation_dropout: float = 0.0
     max_positions: int = 1024
+    attention_layer: int = -1  # decoder layer whose cross-attention is shown (-1: the last)
+    attention_head: Optional[int] = None  # head shown; null: the mean over heads
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
@@ -169,6 +171,17 @@ def expand_env(value: str) -> str:
     return _ENV.sub(sub, value)
 
 
+def _closest(key: str, names: list[str]) -> str | None:
+    """The valid name most like `key`: a close spelling, else one that shares its first
+    '_'-separated word (so 'lr_rate' suggests 'lr', which difflib alone rates too far)."""
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    if close:
+        return close[0]
+    head = key.split("_")[0]
+    same_head = [n for n in names if n.split("_")[0] == head]
+    return same_head[0] if same_head else None
+
+
 def _check_keys(model: type[BaseModel], data: Any, path: str) -> None:
     """Reject unknown keys, suggesting the closest valid name."""
     if not isinstance(data, dict):
@@ -177,8 +190,8 @@ def _check_keys(model: type[BaseModel], data: Any, path: str) -> None:
     for key, value in data.items():
         where = f"{path}{key}"
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
-            hint = f"; did you mean '{path}{close[0]}'?" if close else ""
+            close = _closest(str(key), list(fields))
+            hint = f"; did you mean '{path}{close}'?" if close else ""
             raise ConfigError(f"unknown config key '{where}'{hint} "
                               f"(valid keys here: {', '.join(fields)})")
         sub = fields[key].annotation
@@ -226,6 +239,11 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         if value is not None:
             setattr(d, name, expand_env(value))
     cfg.train.out_dir = expand_env(cfg.train.out_dir)
+    pre = cfg.model.pretrained_embeddings
+    for name in ("src", "tgt"):
+        value = getattr(pre, name)
+        if value is not None:
+            setattr(pre, name, expand_env(value))
     if cfg.model.share_embeddings and not cfg.tokenizer.shared:
         raise ConfigError("model.share_embeddings needs tokenizer.shared: true")
     return cfg

@@ -28,6 +28,8 @@ class Scores:
 def _check(hyps: Sequence[str], refs: Sequence[str]) -> None:
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references: they must align")
+    if not refs:
+        raise ValueError("nothing to score: no hypotheses and no references")
     if not all(isinstance(h, str) for h in hyps) or not all(isinstance(r, str) for r in refs):
         raise TypeError("each hypothesis and reference must be a string")
 

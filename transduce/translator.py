@@ -114,6 +114,9 @@ class Translator:
         alts = [Alternative(self.tgt.decode(h.ids), h.score) for h in nbest]
         attention = None
         if best.attention is not None:
-            attention = best.attention[:, : len(src_tokens) + 1].tolist()
+            # One row per shown token (+ </s>): drop rows of <pad>/<s> that decoding skips.
+            v = self.tgt.vocab
+            rows = [i for i, t in enumerate(best.ids) if t not in (v.pad_id, v.bos_id)]
+            attention = best.attention[rows + [len(best.ids)], : len(src_tokens) + 1].tolist()
         return Translation(source, alts[0].text, best.score, alts, src_tokens,
                            self.tgt.tokens(best.ids), attention)

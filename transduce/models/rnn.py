@@ -23,6 +23,39 @@ def make_rnn(rnn_type: str, input_size: int, hidden: int, layers: int, dropout: 
                dropout=dropout if layers > 1 else 0.0)
 
 
+class StackedCell(nn.Module):
+    """A stack of LSTM/GRU cells for one decoder step at a time.
+
+    On CPU, per-step calls of nn.LSTM go through a oneDNN path that is several times slower
+    than plain cells for sequences of length 1, so decoders use cells.
+    Hidden state: h (L, B, H), or (h, c) for LSTM, as nn.LSTM/nn.GRU keep it.
+    """
+
+    def __init__(self, rnn_type: str, input_size: int, hidden: int, layers: int,
+                 dropout: float):
+        super().__init__()
+        cell = {"lstm": nn.LSTMCell, "gru": nn.GRUCell}[rnn_type]
+        self.cells = nn.ModuleList(cell(input_size if i == 0 else hidden, hidden)
+                                   for i in range(layers))
+        self.lstm = rnn_type == "lstm"
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, hidden: Hidden) -> tuple[torch.Tensor, Hidden]:
+        """x (B, I) -> top output (B, H), new hidden."""
+        hs, cs = [], []
+        for i, cell in enumerate(self.cells):
+            if i:
+                x = self.dropout(x)
+            if self.lstm:
+                h, c = cell(x, (hidden[0][i], hidden[1][i]))
+                cs.append(c)
+            else:
+                h = cell(x, hidden[i])  # type: ignore[index]
+            hs.append(h)
+            x = h
+        return x, ((torch.stack(hs), torch.stack(cs)) if self.lstm else torch.stack(hs))
+
+
 class RNNEncoder(nn.Module):
     """Embedded source (B, S, E) -> states (B, S, H); bidirectional halves are concatenated.
 
@@ -90,7 +123,7 @@ class RNNDecoder(nn.Module):
         self.input_feeding = input_feeding and attention.startswith("luong")
         rnn_in = emb_dim + (hidden if self.input_feeding else 0)
         rnn_in += enc_dim if attention == "bahdanau" else 0
-        self.rnn = make_rnn(rnn_type, rnn_in, hidden, layers, dropout)
+        self.rnn = StackedCell(rnn_type, rnn_in, hidden, layers, dropout)
         self.bridge = nn.Linear(enc_dim, hidden)
         combine_in = {"none": 0, "bahdanau": hidden + enc_dim + emb_dim}.get(
             attention, hidden + enc_dim)
@@ -124,16 +157,14 @@ class RNNDecoder(nn.Module):
         if self.input_feeding:
             assert state.input_feed is not None
             parts.append(state.input_feed)
-        out, hidden = self.rnn(torch.cat(parts, -1).unsqueeze(1), state.hidden)  # (B, 1, H)
+        out, hidden = self.rnn(torch.cat(parts, -1), state.hidden)  # (B, H)
         if self.kind == "bahdanau":
             assert self.combine is not None
-            out = torch.tanh(self.combine(torch.cat([out.squeeze(1), parts[1], emb], -1)))
+            out = torch.tanh(self.combine(torch.cat([out, parts[1], emb], -1)))
         elif self.attn is not None:
             assert self.combine is not None and state.keys is not None
-            ctx, weights = self.attn(out, state.keys, enc.memory, enc.src_mask)
-            out = torch.tanh(self.combine(torch.cat([ctx, out], -1))).squeeze(1)
-        else:
-            out = out.squeeze(1)
+            ctx, weights = self.attn(out.unsqueeze(1), state.keys, enc.memory, enc.src_mask)
+            out = torch.tanh(self.combine(torch.cat([ctx.squeeze(1), out], -1)))
         out = self.dropout(out)
         feed = out if self.input_feeding else None
         attn = None if weights is None else weights.squeeze(1)
@@ -144,16 +175,20 @@ class RNNDecoder(nn.Module):
         """Teacher forcing: emb (B, T, E) -> outputs (B, T, H), attention (B, T, S) or None."""
         state = self.start(enc)
         if self.kind in ("luong_dot", "luong_general", "none") and not self.input_feeding:
-            # No recurrence through the output: run the RNN over all steps at once.
-            out, _ = self.rnn(self.dropout(emb), state.hidden)  # (B, T, H)
+            # No recurrence through the output: run the RNN first, then attend for all steps.
+            emb, hidden, outs = self.dropout(emb), state.hidden, []
+            for emb_t in emb.unbind(1):
+                h, hidden = self.rnn(emb_t, hidden)
+                outs.append(h)
+            out = torch.stack(outs, 1)  # (B, T, H)
             if self.attn is None:
                 return self.dropout(out), None
             assert self.combine is not None and state.keys is not None
             ctx, weights = self.attn(out, state.keys, enc.memory, enc.src_mask)
             return self.dropout(torch.tanh(self.combine(torch.cat([ctx, out], -1)))), weights
         outs, attns = [], []
-        for t in range(emb.size(1)):
-            out, state, attn = self.step(emb[:, t], state, enc)
+        for emb_t in emb.unbind(1):  # unbind, not emb[:, t]: one backward copy, not T
+            out, state, attn = self.step(emb_t, state, enc)
             outs.append(out)
             attns.append(attn)
         weights = None if attns[0] is None else torch.stack(attns, 1)  # type: ignore[arg-type]

@@ -47,7 +47,11 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    missing, unexpected = load_model(model, str(path), strict=False)
+    try:
+        missing, unexpected = load_model(model, str(path), strict=False)
+    except RuntimeError as e:  # a tensor's shape differs (torch reports it as RuntimeError)
+        raise ValueError(f"{path} does not match the model in config.yaml: "
+                         f"{' '.join(str(e).split())[:300]}") from None
     if unexpected or missing:
         raise ValueError(f"{path} does not match the model in config.yaml "
                          f"(missing: {sorted(missing)[:5]}, unexpected: {sorted(unexpected)[:5]})")
@@ -105,11 +109,15 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
 
 
 def latest_checkpoint(directory: str | Path) -> Path | None:
+    """The checkpoint `latest` names; if that is missing or incomplete, the newest complete
+    one (so a damaged pointer never makes --resume silently start from scratch)."""
     pointer = Path(directory) / CHECKPOINTS / "latest"
-    if not pointer.is_file():
-        return None
-    path = pointer.parent / pointer.read_text(encoding="utf-8").strip()
-    return path if (path / "state.json").is_file() else None
+    if pointer.is_file():
+        path = pointer.parent / pointer.read_text(encoding="utf-8").strip()
+        if (path / "state.json").is_file():
+            return path
+    complete = list_checkpoints(directory)
+    return complete[-1] if complete else None
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import signal
 import sys
 import time
@@ -24,6 +25,7 @@ from transduce.models import Seq2Seq, build_model, count_parameters
 from transduce.models.build import load_pretrained_embeddings
 from transduce.text import Codec, build_codecs, load_codecs, save_codecs
 from transduce.training.checkpoint import (
+    CHECKPOINTS,
     MODEL_FILE,
     latest_checkpoint,
     load_checkpoint,
@@ -138,6 +140,9 @@ class Trainer:
             log(f"resumed from {ckpt} (step {self.progress.step}, epoch {self.progress.epoch})")
         else:
             self.out.mkdir(parents=True, exist_ok=True)
+            # A fresh run owns the directory: an earlier run's checkpoints sort after ours, so
+            # pruning would delete ours and `latest`, --resume and `average` would mix runs.
+            shutil.rmtree(self.out / CHECKPOINTS, ignore_errors=True)
             save_config(cfg, self.out / "config.yaml")
             save_codecs(self.src, self.tgt, self.out)
             (self.out / LOG_FILE).unlink(missing_ok=True)
