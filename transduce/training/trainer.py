@@ -146,6 +146,7 @@ class Trainer:
             save_config(cfg, self.out / "config.yaml")
             save_codecs(self.src, self.tgt, self.out)
             (self.out / LOG_FILE).unlink(missing_ok=True)
+            (self.out / MODEL_FILE).unlink(missing_ok=True)
         log(f"model: {count_parameters(self.model):,} parameters; vocab src "
             f"{len(self.src.vocab):,} tgt {len(self.tgt.vocab):,}; device {self.device}"
             f"{'' if self.amp_dtype is None else f', autocast {self.amp_dtype}'}")

@@ -1,0 +1,352 @@
+"""Encoder-decoder Transformer (Vaswani et al. 2017), with pre-norm (Xiong et al. 2020) or
+post-norm layers, sinusoidal or learned positions, and a decoder that caches keys and values
+so that each search step costs one position, not the whole prefix.
+
+Masks: `src_mask` (B, S) is True at real tokens; a boolean attention mask is True where a
+query may look. Shape letters: B batch, S source, T target, D d_model, H heads, Dh = D / H.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import cast
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from transduce.config import ModelConfig
+from transduce.models.build import make_generator
+from transduce.models.seq2seq import EncoderOutput, Seq2Seq
+
+KV = tuple[torch.Tensor, torch.Tensor]  # keys, values, each (B, H, L, Dh)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Sizes and regularisation shared by every encoder and decoder layer."""
+
+    d_model: int
+    heads: int
+    ff_size: int
+    dropout: float  # on embeddings and on every sub-layer's output before the residual sum
+    attention_dropout: float  # on attention weights
+    activation_dropout: float  # inside the feed-forward block, after the ReLU
+    pre_norm: bool  # LayerNorm before each sub-layer (True) or after the residual sum
+
+
+def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
+    """PE[p, 2i] = sin(p / 10000^(2i/D)), PE[p, 2i+1] = cos(...)  (Vaswani et al. 2017). (L, D)"""
+    pos = torch.arange(length, dtype=torch.float32).unsqueeze(1)  # (L, 1)
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return table
+
+
+class PositionalEmbedding(nn.Module):
+    """Scales token embeddings by sqrt(D), adds positions from `offset` on, applies dropout."""
+
+    table: torch.Tensor  # (max_positions, D) sinusoids, a buffer (not saved: recomputed)
+
+    def __init__(self, d_model: int, max_positions: int, learned: bool, dropout: float):
+        super().__init__()
+        self.scale = math.sqrt(d_model)
+        self.max_positions = max_positions
+        self.learned = nn.Embedding(max_positions, d_model) if learned else None
+        self.register_buffer("table", sinusoidal_table(max_positions, d_model), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, emb: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """emb (B, T, D) -> (B, T, D)."""
+        end = offset + emb.size(1)
+        if end > self.max_positions:
+            if self.learned is not None:
+                raise ValueError(f"sequence of {end} tokens is longer than model.max_positions "
+                                 f"({self.max_positions}) of this model's learned positions")
+            pos = sinusoidal_table(end, emb.size(-1)).to(emb.device)[offset:]
+        elif self.learned is not None:
+            pos = self.learned(torch.arange(offset, end, device=emb.device))
+        else:
+            pos = self.table[offset:end]
+        return self.dropout(emb * self.scale + pos.to(emb.dtype))  # (B, T, D)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+           causal: bool, dropout: float,
+           need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Scaled dot-product attention: q (B, H, T, Dh), k/v (B, H, L, Dh) -> (B, H, T, Dh) and,
+    if asked, the weights (B, H, T, L) before dropout. `mask` broadcasts to (B, H, T, L)."""
+    if not need_weights:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
+                                             is_causal=causal)
+        return out, None
+    assert not causal, "weights are only returned for cross-attention"
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T, L)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores.float(), dim=-1)
+    out = F.dropout(weights, dropout, training=dropout > 0).to(v.dtype) @ v
+    return out, weights
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention whose key/value projection is a separate call, so that keys and
+    values of the encoder memory (or of past target positions) can be computed once."""
+
+    def __init__(self, d_model: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.query = nn.Linear(d_model, d_model)
+        self.key_value = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        return x.view(B, L, self.heads, D // self.heads).transpose(1, 2)  # (B, H, L, Dh)
+
+    def project_kv(self, x: torch.Tensor) -> KV:
+        """x (B, L, D) -> keys, values (B, H, L, Dh)."""
+        k, v = self.key_value(x).chunk(2, dim=-1)
+        return self._split(k), self._split(v)
+
+    def forward(self, x: torch.Tensor, kv: KV, mask: torch.Tensor | None = None,
+                causal: bool = False,
+                need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Queries from x (B, T, D) -> (B, T, D), weights (B, H, T, L) or None."""
+        q = self._split(self.query(x))  # (B, H, T, Dh)
+        p = self.dropout if self.training else 0.0
+        out, weights = attend(q, kv[0], kv[1], mask, causal, p, need_weights)
+        B, H, T, Dh = out.shape
+        return self.out(out.transpose(1, 2).reshape(B, T, H * Dh)), weights
+
+
+class FeedForward(nn.Module):
+    """Position-wise Linear -> ReLU -> dropout -> Linear."""
+
+    def __init__(self, d_model: int, ff_size: int, activation_dropout: float):
+        super().__init__()
+        self.inner, self.outer = nn.Linear(d_model, ff_size), nn.Linear(ff_size, d_model)
+        self.dropout = nn.Dropout(activation_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outer(self.dropout(F.relu(self.inner(x))))  # (B, T, D)
+
+
+class Residual(nn.Module):
+    """Wraps a sub-layer: pre-norm x + drop(f(LN(x))), or post-norm LN(x + drop(f(x))).
+    `enter` gives the sub-layer's input, `leave` adds its output back."""
+
+    def __init__(self, d_model: int, dropout: float, pre_norm: bool):
+        super().__init__()
+        self.norm, self.dropout = nn.LayerNorm(d_model), nn.Dropout(dropout)
+        self.pre_norm = pre_norm
+
+    def enter(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x) if self.pre_norm else x
+
+    def leave(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(y)
+        return x if self.pre_norm else self.norm(x)
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, spec: LayerSpec):
+        super().__init__()
+        self.attn = MultiHeadAttention(spec.d_model, spec.heads, spec.attention_dropout)
+        self.ff = FeedForward(spec.d_model, spec.ff_size, spec.activation_dropout)
+        self.res_attn = Residual(spec.d_model, spec.dropout, spec.pre_norm)
+        self.res_ff = Residual(spec.d_model, spec.dropout, spec.pre_norm)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, S, D), mask (B, 1, 1, S) -> (B, S, D)."""
+        h = self.res_attn.enter(x)
+        x = self.res_attn.leave(x, self.attn(h, self.attn.project_kv(h), mask)[0])
+        return self.res_ff.leave(x, self.ff(self.res_ff.enter(x)))
+
+
+class TransformerEncoder(nn.Module):
+    """Embedded source (B, S, D) -> memory (B, S, D); pads are masked out as keys, so a
+    sentence's encoding does not depend on its batch-mates."""
+
+    def __init__(self, spec: LayerSpec, layers: int, positions: PositionalEmbedding):
+        super().__init__()
+        self.positions = positions
+        self.layers = nn.ModuleList(EncoderLayer(spec) for _ in range(layers))
+        self.final_norm = nn.LayerNorm(spec.d_model) if spec.pre_norm else nn.Identity()
+        self.out_dim = spec.d_model
+
+    def forward(self, emb: torch.Tensor, src_mask: torch.Tensor) -> EncoderOutput:
+        x = self.positions(emb)  # (B, S, D)
+        mask = src_mask[:, None, None, :]  # (B, 1, 1, S)
+        for layer in self.layers:
+            x = layer(x, mask)
+        return EncoderOutput(self.final_norm(x), src_mask, None)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, spec: LayerSpec):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(spec.d_model, spec.heads, spec.attention_dropout)
+        self.cross_attn = MultiHeadAttention(spec.d_model, spec.heads, spec.attention_dropout)
+        self.ff = FeedForward(spec.d_model, spec.ff_size, spec.activation_dropout)
+        self.res_self, self.res_cross, self.res_ff = (
+            Residual(spec.d_model, spec.dropout, spec.pre_norm) for _ in range(3))
+
+    def forward(self, x: torch.Tensor, past: KV | None, memory: KV, mask: torch.Tensor,
+                need_weights: bool) -> tuple[torch.Tensor, KV, torch.Tensor | None]:
+        """x (B, T, D) new positions; past self-attention keys/values (B, H, t, Dh) or None
+        for a whole sequence (then attention is causal); memory keys/values (B, H, S, Dh);
+        mask (B, 1, 1, S). Returns (B, T, D), keys/values (B, H, t + T, Dh), weights."""
+        h = self.res_self.enter(x)
+        k, v = self.self_attn.project_kv(h)  # (B, H, T, Dh)
+        if past is not None:  # one step at a time: the new position sees all of the past
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        x = self.res_self.leave(x, self.self_attn(h, (k, v), causal=past is None)[0])
+        y, weights = self.cross_attn(self.res_cross.enter(x), memory, mask,
+                                     need_weights=need_weights)
+        x = self.res_cross.leave(x, y)
+        return self.res_ff.leave(x, self.ff(self.res_ff.enter(x))), (k, v), weights
+
+
+@dataclass
+class TransformerState:
+    """Per-layer caches for incremental decoding; every tensor is batch-first."""
+
+    past: list[KV]  # self-attention keys/values of the positions decoded so far (B, H, t, Dh)
+    memory: list[KV]  # cross-attention keys/values of the encoder memory (B, H, S, Dh)
+    prefix: torch.Tensor | None = None  # (B, t, D) raw embeddings, only when not caching
+    length: int = 0  # positions decoded so far (t)
+
+    def select(self, index: torch.Tensor) -> TransformerState:
+        def pick(kvs: list[KV]) -> list[KV]:
+            return [(k.index_select(0, index), v.index_select(0, index)) for k, v in kvs]
+
+        prefix = None if self.prefix is None else self.prefix.index_select(0, index)
+        return TransformerState(pick(self.past), pick(self.memory), prefix, self.length)
+
+
+class TransformerDecoder(nn.Module):
+    """Causal self-attention over the target, cross-attention over the encoder memory.
+
+    The attention returned for visualisation is the cross-attention of layer
+    `attention_layer` (negative counts from the top), averaged over heads or of head
+    `attention_head`. With `use_cache` False, `step` recomputes the whole prefix (slow;
+    a reference for tests of the cache).
+    """
+
+    def __init__(self, spec: LayerSpec, layers: int, positions: PositionalEmbedding,
+                 attention_layer: int = -1, attention_head: int | None = None):
+        super().__init__()
+        if not -layers <= attention_layer < layers:
+            raise ValueError(f"model.attention_layer must be in [{-layers}, {layers - 1}] "
+                             f"for {layers} decoder layers, got {attention_layer}")
+        if attention_head is not None and not 0 <= attention_head < spec.heads:
+            raise ValueError(f"model.attention_head must be in [0, {spec.heads - 1}] or null, "
+                             f"got {attention_head}")
+        self.positions = positions
+        self.layers = nn.ModuleList(DecoderLayer(spec) for _ in range(layers))
+        self.final_norm = nn.LayerNorm(spec.d_model) if spec.pre_norm else nn.Identity()
+        self.shown_layer = attention_layer % layers
+        self.shown_head = attention_head
+        self.heads, self.out_dim = spec.heads, spec.d_model
+        self.use_cache = True
+
+    def _shown(self, weights: torch.Tensor | None) -> torch.Tensor | None:
+        if weights is None:
+            return None
+        return weights.mean(1) if self.shown_head is None else weights[:, self.shown_head]
+
+    def _run(self, x: torch.Tensor, past: list[KV] | None, memory: list[KV],
+             src_mask: torch.Tensor) -> tuple[torch.Tensor, list[KV], torch.Tensor | None]:
+        """x (B, T, D) with positions added -> hidden (B, T, D), new caches, attn (B, T, S)."""
+        mask = src_mask[:, None, None, :]  # (B, 1, 1, S)
+        caches: list[KV] = []
+        shown: torch.Tensor | None = None
+        for i, layer in enumerate(self.layers):
+            x, kv, weights = layer(x, None if past is None else past[i], memory[i], mask,
+                                   need_weights=i == self.shown_layer)
+            caches.append(kv)
+            shown = self._shown(weights) if i == self.shown_layer else shown
+        return self.final_norm(x), caches, shown
+
+    def _memory(self, enc: EncoderOutput) -> list[KV]:
+        """Cross-attention keys/values of the encoder memory, per layer (B, H, S, Dh)."""
+        layers = cast(list[DecoderLayer], list(self.layers))
+        return [layer.cross_attn.project_kv(enc.memory) for layer in layers]
+
+    def forward(self, emb: torch.Tensor,
+                enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher forcing: emb (B, T, D) -> hidden (B, T, D), attention (B, T, S)."""
+        hidden, _, attn = self._run(self.positions(emb), None, self._memory(enc), enc.src_mask)
+        return hidden, attn
+
+    def start(self, enc: EncoderOutput) -> TransformerState:
+        B, D = enc.memory.size(0), self.out_dim
+        empty = enc.memory.new_zeros(B, self.heads, 0, D // self.heads)  # (B, H, 0, Dh)
+        prefix = None if self.use_cache else enc.memory.new_zeros(B, 0, D)
+        return TransformerState([(empty, empty)] * len(self.layers), self._memory(enc), prefix)
+
+    def step(self, emb: torch.Tensor, state: TransformerState,
+             enc: EncoderOutput) -> tuple[torch.Tensor, TransformerState, torch.Tensor | None]:
+        """emb (B, D) of the previous token -> hidden (B, D), state, attention (B, S)."""
+        if state.prefix is not None:  # no cache: rerun the whole prefix, keep the last position
+            prefix = torch.cat([state.prefix, emb.unsqueeze(1)], 1)  # (B, t + 1, D)
+            hidden, _, attn = self._run(self.positions(prefix), None, state.memory,
+                                        enc.src_mask)
+            new = TransformerState(state.past, state.memory, prefix, state.length + 1)
+            return hidden[:, -1], new, None if attn is None else attn[:, -1]
+        x = self.positions(emb.unsqueeze(1), offset=state.length)  # (B, 1, D)
+        hidden, past, attn = self._run(x, state.past, state.memory, enc.src_mask)
+        new = TransformerState(past, state.memory, None, state.length + 1)
+        return hidden[:, 0], new, None if attn is None else attn[:, 0]
+
+
+def init_weights(model: Seq2Seq, d_model: int, pad_id: int) -> None:
+    """Xavier-uniform matrices (keys and values as two D x D matrices), zero biases;
+    embeddings N(0, 1/D), so that after the sqrt(D) scaling tokens have unit variance
+    (and tied output logits start near unit scale)."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        if isinstance(module, MultiHeadAttention):
+            for half in module.key_value.weight.chunk(2):  # views: initialised in place
+                nn.init.xavier_uniform_(half)
+    for module in model.modules():  # after the Linears: a tied output layer is an embedding
+        if isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=d_model ** -0.5)
+    with torch.no_grad():
+        for embed in (model.src_embed, model.tgt_embed):
+            embed.weight[pad_id].zero_()
+
+
+def build_transformer(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: int) -> Seq2Seq:
+    """A freshly initialised Transformer; embeddings are d_model (= model.hidden_size) wide."""
+    D = cfg.hidden_size
+    if cfg.emb_dim != D:
+        raise ValueError(f"model.emb_dim ({cfg.emb_dim}) must equal model.hidden_size ({D}) "
+                         f"for arch: transformer")
+    if cfg.share_embeddings and src_vocab != tgt_vocab:
+        raise ValueError(f"model.share_embeddings needs one vocabulary for both sides "
+                         f"(got {src_vocab} and {tgt_vocab} entries)")
+    spec = LayerSpec(D, cfg.heads, cfg.ff_size, cfg.dropout, cfg.attention_dropout,
+                     cfg.activation_dropout, cfg.pre_norm)
+
+    def positions() -> PositionalEmbedding:
+        return PositionalEmbedding(D, cfg.max_positions, cfg.positions == "learned", cfg.dropout)
+
+    src_embed = nn.Embedding(src_vocab, D, padding_idx=pad_id)
+    tgt_embed = src_embed if cfg.share_embeddings else nn.Embedding(tgt_vocab, D,
+                                                                    padding_idx=pad_id)
+    encoder = TransformerEncoder(spec, cfg.encoder_layers, positions())
+    decoder = TransformerDecoder(spec, cfg.decoder_layers, positions(), cfg.attention_layer,
+                                 cfg.attention_head)
+    model = Seq2Seq(src_embed, tgt_embed, encoder, decoder,
+                    make_generator(D, tgt_embed, cfg.tie_embeddings))
+    init_weights(model, D, pad_id)
+    model.max_positions = cfg.max_positions  # type: ignore[assignment]  # caps output length
+    return model
