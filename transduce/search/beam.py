@@ -46,8 +46,9 @@ def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: in
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
     B, K, device = src_ids.size(0), beam_size, src_ids.device
     enc = model.encode(src_ids, src_mask)
-    enc = enc.select(torch.arange(B, device=device).repeat_interleave(K))
-    state = model.start(enc)
+    state = model.start(enc)  # once per sentence (e.g. projected keys), then copied K times
+    expand = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,)
+    enc, state = enc.select(expand), state.select(expand)
     sent = torch.arange(B, device=device)  # original index of each sentence still decoding
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: keep one

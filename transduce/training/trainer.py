@@ -134,6 +134,9 @@ class Trainer:
         self._load_pretrained()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(cfg, params)
+        # fp16 gradients can underflow: scale the loss (bf16 has fp32's range and needs none).
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.amp_dtype == torch.float16)
         self.scheduler = make_scheduler(t.scheduler, self.optimizer, cfg.model.hidden_size)
         self.progress = Progress()
         if ckpt is not None:
@@ -197,11 +200,13 @@ class Trainer:
                 logits = self.model(b.src_ids, b.src_mask, b.tgt_in)  # (B, T, V)
             loss = sequence_loss(logits, b.tgt_out, self.tgt.vocab.pad_id,
                                  self.cfg.train.label_smoothing)
-            (loss / n_tokens).backward()
+            self.scaler.scale(loss / n_tokens).backward()
             total += loss.item()
         if self.cfg.train.clip_grad_norm > 0:
+            self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad_norm)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step()
