@@ -18,7 +18,7 @@ evaluated. transduce stops itself via ``train.max_minutes``.
 
 Usage (from the repository root; the interpreter needs sentencepiece and sacrebleu):
 
-    /work/venv/bin/python benchmarks/peers.py --budget-minutes 20 --threads 2
+    .venv/bin/python benchmarks/peers.py --budget-minutes 20 --threads 2
 
 This file only imports the standard library at module level so that it can also
 run inside the peer virtual environments (see the hidden ``ct2-decode`` command).
@@ -1132,7 +1132,7 @@ def check_interpreter() -> None:
             missing.append(module)
     if missing:
         sys.exit(f"peers.py needs {' and '.join(missing)} in this interpreter "
-                 f"({sys.executable}); run it with e.g. /work/venv/bin/python")
+                 f"({sys.executable}); run it with e.g. .venv/bin/python")
 
 
 def main(argv: Sequence[str]) -> int:
