@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from transduce.cli import main
@@ -27,25 +26,6 @@ from transduce.translator import Translator
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, above all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def demo_dir(request) -> Path:
-    """conftest's demo model, trained on one thread if this module is the first to ask:
-    with two threads on a busy 2-core machine it gets ~25 steps, not 500, in its 1 minute."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return request.getfixturevalue("demo_model_dir")
-    finally:
-        torch.set_num_threads(before)
 
 
 def cli(*args: str, cwd: Path, stdin: str | None = None,
@@ -127,14 +107,14 @@ def demo_sources(demo_splits) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def translator(demo_dir: Path) -> Translator:
-    return Translator.load(demo_dir)
+def translator(demo_model_dir: Path) -> Translator:
+    return Translator.load(demo_model_dir)
 
 
-def test_translate_stdin_to_stdout_keeps_lines_and_empty_lines(demo_dir, demo_sources,
+def test_translate_stdin_to_stdout_keeps_lines_and_empty_lines(demo_model_dir, demo_sources,
                                                                translator, tmp_path):
     lines = [demo_sources[0], "", demo_sources[1], "   ", demo_sources[2]]
-    result = cli("translate", demo_dir, cwd=tmp_path, stdin="\n".join(lines) + "\n")
+    result = cli("translate", demo_model_dir, cwd=tmp_path, stdin="\n".join(lines) + "\n")
     assert result.returncode == 0, result.stderr
     out = result.stdout.split("\n")
     assert out[-1] == "" and len(out) - 1 == len(lines)
@@ -143,17 +123,17 @@ def test_translate_stdin_to_stdout_keeps_lines_and_empty_lines(demo_dir, demo_so
     assert out[:-1] == [t.text for t in translator.translate(lines)]
 
 
-def test_translate_files_with_beam_and_n_best(demo_dir, demo_sources, translator,
+def test_translate_files_with_beam_and_n_best(demo_model_dir, demo_sources, translator,
                                               tmp_path):
     src = tmp_path / "in.txt"
     src.write_text("\n".join(demo_sources) + "\n", encoding="utf-8")
-    greedy = cli("translate", demo_dir, "-i", src, "-o", tmp_path / "greedy.txt",
+    greedy = cli("translate", demo_model_dir, "-i", src, "-o", tmp_path / "greedy.txt",
                  "--beam", "1", cwd=tmp_path)
     assert greedy.returncode == 0 and greedy.stdout == "", greedy.stderr
     written = (tmp_path / "greedy.txt").read_text(encoding="utf-8").splitlines()
     assert written == [t.text for t in translator.translate(demo_sources, beam_size=1)]
 
-    nbest = cli("translate", demo_dir, "-i", src, "--beam", "4", "--n-best", "3",
+    nbest = cli("translate", demo_model_dir, "-i", src, "--beam", "4", "--n-best", "3",
                 cwd=tmp_path)
     assert nbest.returncode == 0, nbest.stderr
     expected = translator.translate(demo_sources, beam_size=4, n_best=3)
@@ -176,9 +156,9 @@ def demo_test_files(demo_splits, tmp_path_factory) -> tuple[Path, Path]:
     return root / "test.src", root / "test.ref"
 
 
-def test_evaluate_prints_metrics_with_signatures(demo_dir, demo_test_files, tmp_path):
+def test_evaluate_prints_metrics_with_signatures(demo_model_dir, demo_test_files, tmp_path):
     src, ref = demo_test_files
-    result = cli("evaluate", demo_dir, "--src", src, "--ref", ref, "--beam", "2",
+    result = cli("evaluate", demo_model_dir, "--src", src, "--ref", ref, "--beam", "2",
                  "--output", tmp_path / "hyp.txt", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -188,7 +168,7 @@ def test_evaluate_prints_metrics_with_signatures(demo_dir, demo_test_files, tmp_
     assert "chrf: nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:" in out
     assert "ter: nrefs:1|case:mixed|tok:tercom|norm:no|punct:yes|asian:no|version:" in out
 
-    as_json = cli("evaluate", demo_dir, "--src", src, "--ref", ref, "--beam", "2",
+    as_json = cli("evaluate", demo_model_dir, "--src", src, "--ref", ref, "--beam", "2",
                   "--json", cwd=tmp_path)
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
@@ -200,9 +180,9 @@ def test_evaluate_prints_metrics_with_signatures(demo_dir, demo_test_files, tmp_
         assert data[key] == pytest.approx(getattr(expected, key)), key
 
 
-def test_summary_of_a_model_directory_and_of_a_config(demo_dir, translator, slice_dir,
+def test_summary_of_a_model_directory_and_of_a_config(demo_model_dir, translator, slice_dir,
                                                       tmp_path):
-    result = cli("summary", demo_dir, cwd=tmp_path)
+    result = cli("summary", demo_model_dir, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     total = int(re.search(r"total parameters: ([\d,]+)", result.stdout).group(1).replace(",", ""))
     assert total == count_parameters(translator.model)
@@ -216,12 +196,12 @@ def test_summary_of_a_model_directory_and_of_a_config(demo_dir, translator, slic
     assert "attention: bahdanau" in result.stdout and "total parameters:" in result.stdout
 
 
-def test_curves_and_attention_write_images(demo_dir, demo_sources, translator, tmp_path):
-    curves = cli("curves", demo_dir, "-o", tmp_path / "curves.png", cwd=tmp_path)
+def test_curves_and_attention_write_images(demo_model_dir, demo_sources, translator, tmp_path):
+    curves = cli("curves", demo_model_dir, "-o", tmp_path / "curves.png", cwd=tmp_path)
     assert curves.returncode == 0, curves.stderr
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    att = cli("attention", demo_dir, demo_sources[0], "-o", tmp_path / "att.png",
+    att = cli("attention", demo_model_dir, demo_sources[0], "-o", tmp_path / "att.png",
               "--beam", "3", cwd=tmp_path)
     assert att.returncode == 0, att.stderr
     first, second = att.stdout.splitlines()
@@ -267,19 +247,19 @@ def test_unknown_config_key_suggests_the_valid_one(slice_dir, tmp_path):
     assert not (tmp_path / "m").exists()
 
 
-def test_missing_files(slice_dir, demo_dir, tmp_path):
+def test_missing_files(slice_dir, demo_model_dir, tmp_path):
     cfg = write_config(tmp_path / "c.yaml", slice_dir, tmp_path / "m")
     missing = tmp_path / "nowhere" / "train.en.gz"
     result = cli("train", cfg, "--set", f"data.train_src={missing}", cwd=tmp_path)
     assert_clean_error(result, "train", str(missing))
-    result = cli("translate", demo_dir, "-i", tmp_path / "nope.txt", cwd=tmp_path)
+    result = cli("translate", demo_model_dir, "-i", tmp_path / "nope.txt", cwd=tmp_path)
     assert_clean_error(result, "translate", "nope.txt")
 
 
-def test_non_utf8_input_to_translate(demo_dir, tmp_path):
+def test_non_utf8_input_to_translate(demo_model_dir, tmp_path):
     path = tmp_path / "in.txt"
     path.write_bytes(b"the cat sees a dog\n\xff\xfe broken\n")
-    result = cli("translate", demo_dir, "-i", path, cwd=tmp_path)
+    result = cli("translate", demo_model_dir, "-i", path, cwd=tmp_path)
     assert_clean_error(result, "translate", "in.txt", "line 2", "UTF-8")
 
 
@@ -294,13 +274,13 @@ def test_non_utf8_input_to_translate(demo_dir, tmp_path):
     (["curves", "{tmp}"], ["no training log"]),
     (["average", "{tmp}"], ["no checkpoints"]),
 ])
-def test_more_bad_inputs_in_process(argv, needles, demo_dir, tmp_path, capsys,
+def test_more_bad_inputs_in_process(argv, needles, demo_model_dir, tmp_path, capsys,
                                     monkeypatch):
     (tmp_path / "a.txt").write_text("x\ny\n", encoding="utf-8")
     (tmp_path / "b.txt").write_text("x\n", encoding="utf-8")
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"the cat sees a dog\n")))
-    args = [a.format(tmp=tmp_path, model=demo_dir) for a in argv]
+    args = [a.format(tmp=tmp_path, model=demo_model_dir) for a in argv]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"transduce {argv[0]}: error: ")

@@ -11,7 +11,6 @@ import gzip
 from pathlib import Path
 
 import pytest
-import torch
 
 from transduce.config import load_config
 from transduce.data import read_parallel
@@ -39,15 +38,6 @@ RUNS = {
     "lstm_plain": ({"rnn_type": "lstm", "bidirectional": True, "attention": "none"},
                    5e-3, 0.3, 10.0),
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, above all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def short_pairs(data_dir: Path, split: str, n: int) -> list[tuple[str, str]]:

@@ -27,15 +27,6 @@ from transduce.training.schedules import make_scheduler
 from transduce.training.trainer import Trainer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, above all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     return build_model(ModelConfig(emb_dim=8, hidden_size=8, encoder_layers=1), 13, 11)

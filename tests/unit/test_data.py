@@ -16,15 +16,6 @@ from transduce.text import build_codecs
 from transduce.training.trainer import Trainer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, above all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 PAD, BOS, EOS = 0, 2, 3
 
 

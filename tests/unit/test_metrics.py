@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import pytest
 import sacrebleu
-import torch
 
 from transduce.evaluate import Scores, score, token_accuracy
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, above all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 TABLE = {

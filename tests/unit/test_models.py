@@ -19,15 +19,6 @@ from transduce.models.rnn import RNNEncoder
 from transduce.training.loss import sequence_loss
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, above all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 PAD, BOS, EOS = 0, 2, 3
 V_SRC, V_TGT = 23, 19
 ATOL = 1e-5

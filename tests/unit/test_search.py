@@ -19,25 +19,6 @@ from transduce.search.sampling import filter_logits
 from transduce.translator import Translator
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, above all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def demo_dir(request) -> Path:
-    """conftest's demo model, trained on one thread if this module is the first to ask:
-    with two threads on a busy 2-core machine it gets ~25 steps, not 500, in its 1 minute."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return request.getfixturevalue("demo_model_dir")
-    finally:
-        torch.set_num_threads(before)
 
 
 PAD, UNK, BOS, EOS, A, B, C, D = range(8)
@@ -283,8 +264,8 @@ def test_beam_result_does_not_depend_on_batch_mates():
 
 
 @pytest.fixture(scope="module")
-def demo_translator(demo_dir: Path) -> Translator:
-    return Translator.load(demo_dir)
+def demo_translator(demo_model_dir: Path) -> Translator:
+    return Translator.load(demo_model_dir)
 
 
 def test_beam_one_equals_greedy_on_the_trained_demo_model(demo_translator, demo_splits):

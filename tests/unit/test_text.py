@@ -6,7 +6,6 @@ import gzip
 from pathlib import Path
 
 import pytest
-import torch
 
 from transduce.config import TokenizerConfig
 from transduce.text import (
@@ -22,15 +21,6 @@ from transduce.text import (
     load_codecs,
     save_codecs,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, above all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 SENTENCES = [

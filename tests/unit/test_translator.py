@@ -18,30 +18,11 @@ from transduce.text import build_codecs
 from transduce.translator import Translator
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, above all on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
-def demo_dir(request) -> Path:
-    """conftest's demo model, trained on one thread if this module is the first to ask:
-    with two threads on a busy 2-core machine it gets ~25 steps, not 500, in its 1 minute."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return request.getfixturevalue("demo_model_dir")
-    finally:
-        torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def translator(demo_dir: Path) -> Translator:
-    return Translator.load(demo_dir)
+def translator(demo_model_dir: Path) -> Translator:
+    return Translator.load(demo_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -49,21 +30,21 @@ def test_pairs(demo_splits) -> list[tuple[str, str]]:
     return demo_splits["test"][:40]
 
 
-def test_saved_best_model_reproduces_the_logged_validation_score(translator, demo_dir,
+def test_saved_best_model_reproduces_the_logged_validation_score(translator, demo_model_dir,
                                                                   demo_splits):
     # Training validates through the same Translator; the saved best weights, loaded back,
     # must give exactly the BLEU the training log recorded for them.
     records = [json.loads(line) for line in
-               (demo_dir / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
+               (demo_model_dir / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
     best = [r for r in records if r["best"]][-1]
     srcs, refs = zip(*demo_splits["valid"])
     hyps = [t.text for t in translator.translate(list(srcs), beam_size=1)]
     assert round(score(hyps, list(refs), with_ter=False).bleu, 2) == best["bleu"]
 
 
-def test_trained_demo_model_translates_most_sentences_right(translator, demo_dir,
+def test_trained_demo_model_translates_most_sentences_right(translator, demo_model_dir,
                                                             test_pairs):
-    records = (demo_dir / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
+    records = (demo_model_dir / "train_log.jsonl").read_text(encoding="utf-8").splitlines()
     steps = json.loads(records[-1])["step"]
     if steps < 400:  # the fixture also stops after 1 minute; a loaded machine gets fewer steps
         pytest.skip(f"demo model got only {steps} training steps in its time budget")
@@ -167,10 +148,10 @@ def test_bad_arguments_say_what_is_wrong(translator):
         translator.translate(["a", None])  # type: ignore[list-item]
 
 
-def test_model_directory_has_no_pickle_and_loads_without_it(demo_dir: Path,
+def test_model_directory_has_no_pickle_and_loads_without_it(demo_model_dir: Path,
                                                            monkeypatch, test_pairs):
-    files = [p for p in demo_dir.rglob("*") if p.is_file()]
-    assert (demo_dir / "model.safetensors").is_file()
+    files = [p for p in demo_model_dir.rglob("*") if p.is_file()]
+    assert (demo_model_dir / "model.safetensors").is_file()
     assert not [p for p in files if p.suffix in (".pt", ".pth", ".pkl", ".pickle", ".bin")]
 
     def no_pickle(*args, **kwargs):
@@ -179,7 +160,7 @@ def test_model_directory_has_no_pickle_and_loads_without_it(demo_dir: Path,
     monkeypatch.setattr(torch, "load", no_pickle)
     monkeypatch.setattr("pickle.load", no_pickle)
     monkeypatch.setattr("pickle.loads", no_pickle)
-    tr = Translator.load(demo_dir)
+    tr = Translator.load(demo_model_dir)
     assert tr.translate([test_pairs[0][0]])[0].text
 
 
@@ -188,9 +169,9 @@ def test_loading_a_non_model_directory_names_it(tmp_path: Path):
         Translator.load(tmp_path)
 
 
-def test_loading_mismatched_weights_is_a_clear_error(demo_dir: Path, tmp_path: Path):
+def test_loading_mismatched_weights_is_a_clear_error(demo_model_dir: Path, tmp_path: Path):
     copy = tmp_path / "model"
-    shutil.copytree(demo_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    shutil.copytree(demo_model_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
     config = (copy / "config.yaml").read_text(encoding="utf-8")
     (copy / "config.yaml").write_text(config.replace("rnn_type: lstm", "rnn_type: gru"),
                                       encoding="utf-8")

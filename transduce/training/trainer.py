@@ -21,9 +21,9 @@ from transduce.config import Config, save_config
 from transduce.data import Batch, collate, make_batches, read_parallel
 from transduce.data.dataset import EncodedCorpus, encode_pairs
 from transduce.evaluate import score
-from transduce.models import Seq2Seq, build_model, count_parameters
+from transduce.models import build_model, count_parameters
 from transduce.models.build import load_pretrained_embeddings
-from transduce.text import Codec, build_codecs, load_codecs, save_codecs
+from transduce.text import build_codecs, load_codecs, save_codecs
 from transduce.training.checkpoint import (
     CHECKPOINTS,
     MODEL_FILE,
