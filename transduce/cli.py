@@ -107,7 +107,11 @@ def cmd_translate(args: argparse.Namespace) -> int:
                                        batch_size=args.batch_size)
         for r in results:
             if args.n_best and args.n_best > 1:
-                out.write("\t".join(f"{a.text}\t{a.score:.4f}" for a in r.alternatives) + "\n")
+                # Always n columns of (text, score): an empty input line, or a search that
+                # ended with fewer hypotheses, is padded with empty text scored -inf.
+                cells = [f"{a.text}\t{a.score:.4f}" for a in r.alternatives[:args.n_best]]
+                cells += ["\t-inf"] * (args.n_best - len(cells))
+                out.write("\t".join(cells) + "\n")
             else:
                 out.write(r.text + "\n")
         out.flush()

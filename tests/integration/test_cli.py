@@ -133,16 +133,22 @@ def test_translate_files_with_beam_and_n_best(demo_model_dir, demo_sources, tran
     written = (tmp_path / "greedy.txt").read_text(encoding="utf-8").splitlines()
     assert written == [t.text for t in translator.translate(demo_sources, beam_size=1)]
 
+    # n-best lines always have n (text, score) columns, padded with empty text scored -inf
+    # (an empty line has one alternative: the empty translation, score 0)
+    with_empty = [*demo_sources, ""]
+    src.write_text("\n".join(with_empty) + "\n", encoding="utf-8")
     nbest = cli("translate", demo_model_dir, "-i", src, "--beam", "4", "--n-best", "3",
                 cwd=tmp_path)
     assert nbest.returncode == 0, nbest.stderr
-    expected = translator.translate(demo_sources, beam_size=4, n_best=3)
+    expected = translator.translate(with_empty, beam_size=4, n_best=3)
     for line, t in zip(nbest.stdout.splitlines(), expected, strict=True):
         fields = line.split("\t")
         assert len(fields) == 6
         texts, scores = fields[0::2], [float(x) for x in fields[1::2]]
         assert scores == sorted(scores, reverse=True)
-        assert texts == [a.text for a in t.alternatives]
+        found = [a.text for a in t.alternatives]
+        assert texts == found + [""] * (3 - len(found))
+    assert nbest.stdout.splitlines()[-1].split("\t") == ["", "0.0000"] + ["", "-inf"] * 2
 
 
 # ---- evaluate, summary, curves, attention ------------------------------------------------------

@@ -200,6 +200,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(slice_files, tmp_
     Trainer(load_config(slice_config(slice_files, tmp_path / "b", 4, scheduler)),
             log=quiet).run()
     assert (tmp_path / "b" / "checkpoints" / "latest").read_text().strip() == "step-00000004"
+    # as if killed after logging step 8's validation but before its checkpoint landed
+    with open(tmp_path / "b" / "train_log.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": 8, "bleu": -1.0}) + "\n")
     messages: list[str] = []
     resumed = Trainer(load_config(slice_config(slice_files, tmp_path / "b", 8, scheduler)),
                       resume=True, log=messages.append)

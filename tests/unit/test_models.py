@@ -15,8 +15,8 @@ from transduce.models import Seq2Seq, build_model, count_parameters, layer_table
 from transduce.models.attention import BahdanauAttention, LuongAttention
 from transduce.models.build import load_pretrained_embeddings
 from transduce.models.cnn import CNNEncoder
-from transduce.models.rnn import RNNEncoder
-from transduce.training.loss import sequence_loss
+from transduce.models.rnn import RNNEncoder, StackedCell
+from transduce.training.loss import output_layer_loss, sequence_loss
 
 
 PAD, BOS, EOS = 0, 2, 3
@@ -267,6 +267,59 @@ def test_loss_ignores_padding(smoothing: float):
     if smoothing == 0.0:
         manual = -torch.log_softmax(logits, -1).gather(2, targets[..., None]).squeeze(-1)
         torch.testing.assert_close(loss, manual[targets != PAD].sum())
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_fused_output_layer_loss_equals_logits_loss(smoothing: float, chunk: int):
+    # The fused loss must give the loss, and the gradients, of logits = features @ W.T.
+    torch.manual_seed(14)
+    features = torch.randn(3, 5, 6, requires_grad=True)
+    weight = torch.randn(V_TGT, 6, requires_grad=True)
+    targets = torch.randint(4, V_TGT, (3, 5))
+    targets[0, 3:] = PAD
+    targets[2, 1:] = PAD
+    expected = sequence_loss(features @ weight.t(), targets, PAD, smoothing)
+    grads = torch.autograd.grad(2.5 * expected, (features, weight))
+    loss = output_layer_loss(features, weight, targets, PAD, smoothing, chunk=chunk)
+    fused_grads = torch.autograd.grad(2.5 * loss, (features, weight))
+    torch.testing.assert_close(loss, expected)
+    for fused, plain in zip(fused_grads, grads):
+        torch.testing.assert_close(fused, plain)
+    assert torch.all(fused_grads[0][targets == PAD] == 0)  # padding gets no gradient
+    with torch.no_grad():
+        torch.testing.assert_close(output_layer_loss(features, weight, targets, PAD, smoothing,
+                                                     chunk=chunk), expected)
+
+
+@pytest.mark.parametrize("tie, emb_dim", [(False, 12), (True, 16), (True, 12)])
+def test_features_and_output_weight_give_the_logits(tie: bool, emb_dim: int):
+    # Training goes through features/output_weight; search through forward/step: same logits.
+    model = tiny_model(tie_embeddings=tie, emb_dim=emb_dim).eval()
+    src, tgt = random_batch(seed=15)
+    b = collate(src, tgt, PAD, BOS, EOS)
+    with torch.no_grad():
+        logits = model(b.src_ids, b.src_mask, b.tgt_in)
+        features = model.features(b.src_ids, b.src_mask, b.tgt_in)
+    torch.testing.assert_close(features @ model.output_weight.t(), logits)
+
+
+@pytest.mark.parametrize("rnn_type", ["lstm", "gru"])
+def test_stacked_cell_computes_what_torch_cells_compute(rnn_type: str):
+    # StackedCell splits layer 0's input into a projected static part and a per-step part;
+    # the result must be exactly what nn.LSTMCell/nn.GRUCell give on the whole input.
+    torch.manual_seed(16)
+    stack = StackedCell(rnn_type, 5, 3, 7, layers=2, dropout=0.0)
+    static, dynamic = torch.randn(4, 5), torch.randn(4, 3)
+    hidden = stack.initial(torch.randn(4, 7))
+    weights = stack.step_weights()
+    top, new = stack(stack.project(static, weights), dynamic, hidden, weights)
+    x = torch.cat([static, dynamic], -1)
+    for cell, state, got in zip(stack.cells, hidden, new):
+        x = cell(x, state)
+        torch.testing.assert_close(got, x)
+        x = x[0] if rnn_type == "lstm" else x
+    torch.testing.assert_close(top, x)
 
 
 # ---- pretrained embeddings -----------------------------------------------------------------

@@ -11,7 +11,7 @@ Training uses `forward` (teacher forcing over the whole target at once).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -62,6 +62,26 @@ class Seq2Seq(nn.Module):
         """Teacher forcing: (B, S), (B, S), (B, T) -> logits (B, T, V)."""
         hidden, _ = self.decoder(self.tgt_embed(tgt_in), self.encode(src_ids, src_mask))
         return self.generator(hidden)
+
+    def features(self, src_ids: torch.Tensor, src_mask: torch.Tensor,
+                 tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing up to the output layer: logits = features @ output_weight.T.
+
+        Training uses this with a loss that fuses the output layer (training/loss.py).
+        """
+        hidden, _ = self.decoder(self.tgt_embed(tgt_in), self.encode(src_ids, src_mask))
+        if isinstance(self.generator, nn.Linear):
+            return hidden
+        return cast(nn.Sequential, self.generator)[:-1](hidden)
+
+    @property
+    def output_weight(self) -> torch.Tensor:
+        """The (V, H) weight of the output layer (the generator's last, bias-free, linear map)."""
+        last = self.generator if isinstance(self.generator, nn.Linear) \
+            else cast(nn.Sequential, self.generator)[-1]
+        assert isinstance(last, nn.Linear) and last.bias is None, \
+            "the fused loss expects a bias-free linear output layer"
+        return last.weight
 
     def start(self, enc: EncoderOutput) -> Any:
         return self.decoder.start(enc)

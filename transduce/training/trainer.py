@@ -32,7 +32,7 @@ from transduce.training.checkpoint import (
     save_checkpoint,
     save_weights,
 )
-from transduce.training.loss import sequence_loss
+from transduce.training.loss import output_layer_loss
 from transduce.training.schedules import make_scheduler
 from transduce.translator import Translator
 
@@ -143,6 +143,7 @@ class Trainer:
             self.progress = Progress(**load_checkpoint(ckpt, self.model, self.optimizer,
                                                        self.scheduler))
             log(f"resumed from {ckpt} (step {self.progress.step}, epoch {self.progress.epoch})")
+            self._trim_log()
         else:
             self.out.mkdir(parents=True, exist_ok=True)
             # A fresh run owns the directory: an earlier run's checkpoints sort after ours, so
@@ -155,6 +156,20 @@ class Trainer:
         log(f"model: {count_parameters(self.model):,} parameters; vocab src "
             f"{len(self.src.vocab):,} tgt {len(self.tgt.vocab):,}; device {self.device}"
             f"{'' if self.amp_dtype is None else f', autocast {self.amp_dtype}'}")
+
+    def _trim_log(self) -> None:
+        """Drop log records newer than the checkpoint we resume from: a run killed between a
+        validation's log line and its checkpoint would otherwise log that step twice."""
+        path = self.out / LOG_FILE
+        if not path.exists():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines
+                if line.strip() and json.loads(line).get("step", 0) <= self.progress.step]
+        if len(kept) != len(lines):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            tmp.replace(path)
 
     def _report_filtered(self, data: EncodedCorpus, total: int) -> None:
         if data.n_too_long:
@@ -196,10 +211,11 @@ class Trainer:
         n_tokens = sum(b.n_tgt_tokens for b in batches)
         total = 0.0
         for b in batches:
+            assert b.tgt_in is not None and b.tgt_out is not None
             with self._autocast():
-                logits = self.model(b.src_ids, b.src_mask, b.tgt_in)  # (B, T, V)
-            loss = sequence_loss(logits, b.tgt_out, self.tgt.vocab.pad_id,
-                                 self.cfg.train.label_smoothing)
+                features = self.model.features(b.src_ids, b.src_mask, b.tgt_in)  # (B, T, H)
+            loss = output_layer_loss(features, self.model.output_weight, b.tgt_out,
+                                     self.tgt.vocab.pad_id, self.cfg.train.label_smoothing)
             self.scaler.scale(loss / n_tokens).backward()
             total += loss.item()
         if self.cfg.train.clip_grad_norm > 0:
@@ -316,9 +332,11 @@ class Trainer:
                                self.cfg.train.batch_tokens):
             b = collate([d.src[i] for i in ix], [d.tgt[i] for i in ix], v.pad_id, v.bos_id,
                         v.eos_id).to(self.device)
+            assert b.tgt_in is not None and b.tgt_out is not None
             with self._autocast():
-                logits = self.model(b.src_ids, b.src_mask, b.tgt_in)
-            total += sequence_loss(logits, b.tgt_out, v.pad_id).item()
+                features = self.model.features(b.src_ids, b.src_mask, b.tgt_in)
+            total += output_layer_loss(features, self.model.output_weight, b.tgt_out,
+                                       v.pad_id).item()
             n += b.n_tgt_tokens
         return total / max(n, 1)
 
