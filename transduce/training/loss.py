@@ -31,8 +31,11 @@ def output_layer_loss(features: torch.Tensor, weight: torch.Tensor, targets: tor
     """
     flat = features.reshape(-1, features.size(-1))
     keep = (targets.reshape(-1) != pad_id).nonzero().squeeze(1)
+    # Inside a Function, needs_input_grad is True even under torch.no_grad (validation):
+    # decide here whether the gradients are worth computing.
+    need_grad = torch.is_grad_enabled() and (features.requires_grad or weight.requires_grad)
     return _OutputLayerLoss.apply(flat, weight, targets.reshape(-1)[keep], keep,
-                                  label_smoothing, chunk)
+                                  label_smoothing, chunk, need_grad)
 
 
 class _OutputLayerLoss(torch.autograd.Function):
@@ -46,8 +49,7 @@ class _OutputLayerLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features: torch.Tensor, weight: torch.Tensor,  # type: ignore[override]
                 targets: torch.Tensor, keep: torch.Tensor, smoothing: float,
-                chunk: int) -> torch.Tensor:
-        need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+                chunk: int, need_grad: bool) -> torch.Tensor:
         dtype = features.dtype  # under autocast, the dtype the matrix products run in
         w = weight.to(dtype)
         rows = features.index_select(0, keep)
@@ -87,4 +89,4 @@ class _OutputLayerLoss(torch.autograd.Function):
         grad_features = grad_rows.new_zeros(ctx.n_rows, grad_rows.size(1))
         grad_features.index_copy_(0, keep, grad_rows * grad_total.to(grad_rows.dtype))
         grad_weight = (grad_w * grad_total).to(ctx.weight_dtype)
-        return grad_features, grad_weight, None, None, None, None
+        return grad_features, grad_weight, None, None, None, None, None
