@@ -468,6 +468,40 @@ def package_version(python: Path, dist: str) -> str:
 # --------------------------------------------------------------------------- systems
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """Training hyperparameters of the Transformer systems, read from
+    configs/multi30k_transformer.yaml (with --transduce-set overrides) so that the peers
+    train with the same batch size, learning-rate schedule, dropout and smoothing."""
+
+    batch_tokens: int
+    peak_lr: float  # reached at the end of the linear warmup, then lr * sqrt(warmup / step)
+    warmup: int
+    dropout: float
+    attention_dropout: float
+    label_smoothing: float
+    d_model: int
+
+    @property
+    def noam_factor(self) -> float:
+        """The Noam schedule (OpenNMT-py, JoeyNMT) is factor * d^-0.5 * min(step^-0.5,
+        step * warmup^-1.5): the same curve as inverse_sqrt with this factor."""
+        return self.peak_lr * (self.d_model * self.warmup) ** 0.5
+
+
+def transformer_recipe(overrides: Sequence[str]) -> Recipe:
+    from transduce.config import load_config  # the transduce interpreter, never a peer venv
+
+    cfg = load_config(REPO_ROOT / "configs" / "multi30k_transformer.yaml", list(overrides))
+    sched = cfg.train.scheduler
+    if sched.kind != "inverse_sqrt":
+        raise BenchError(f"peers can copy an inverse_sqrt schedule only, not {sched.kind}")
+    return Recipe(batch_tokens=cfg.train.batch_tokens, peak_lr=cfg.train.lr,
+                  warmup=sched.warmup, dropout=cfg.model.dropout,
+                  attention_dropout=cfg.model.attention_dropout,
+                  label_smoothing=cfg.train.label_smoothing, d_model=cfg.model.hidden_size)
+
+
 @dataclass
 class Context:
     """Settings and shared state that every system needs."""
@@ -481,6 +515,14 @@ class Context:
     transduce_python: Path
     transduce_overrides: list[str]  # extra `--set KEY=VALUE` for transduce train
     versions: dict[str, str] = field(default_factory=dict)
+    _recipe: Recipe | None = None
+
+    @property
+    def recipe(self) -> Recipe:
+        """The Transformer training recipe that every toolkit is given."""
+        if self._recipe is None:
+            self._recipe = transformer_recipe(self.transduce_overrides)
+        return self._recipe
 
     def run_dir(self, system: str) -> Path:
         return self.work_dir / "runs" / system
@@ -549,6 +591,7 @@ ONMT_RNN: dict[str, Any] = {
     "dropout": [0.3],
     "learning_rate": 0.001,
 }
+# Batch size, learning-rate schedule, dropout and label smoothing come from the shared Recipe.
 ONMT_TRANSFORMER: dict[str, Any] = {
     "encoder_type": "transformer",
     "decoder_type": "transformer",
@@ -556,8 +599,6 @@ ONMT_TRANSFORMER: dict[str, Any] = {
     "hidden_size": 256,
     "heads": 4,
     "transformer_ff": 1024,
-    "dropout": [0.1],
-    "attention_dropout": [0.1],
     "position_encoding": True,
     "self_attn_type": "scaled-dot",  # ct2 rejects scaled-dot-flash (same maths)
     "add_qkvbias": True,
@@ -565,8 +606,6 @@ ONMT_TRANSFORMER: dict[str, Any] = {
     "adam_beta1": 0.9,
     "adam_beta2": 0.98,
     "decay_method": "noam",
-    "learning_rate": 2.0,
-    "warmup_steps": 4000,
     "param_init": 0.0,
     "param_init_glorot": True,
     "normalization": "tokens",
@@ -589,9 +628,17 @@ class OnmtSystem(System):
 
     def config(self, ctx: Context, run_dir: Path) -> dict[str, Any]:
         pieces = ctx.data.pieces
+        recipe: dict[str, Any] = {}
+        if self.arch["encoder_type"] == "transformer":
+            r = ctx.recipe
+            recipe = {"batch_size": r.batch_tokens, "learning_rate": r.noam_factor,
+                      "warmup_steps": r.warmup, "dropout": [r.dropout],
+                      "attention_dropout": [r.attention_dropout],
+                      "label_smoothing": r.label_smoothing}
         return {
             **ONMT_COMMON,
             **self.arch,
+            **recipe,
             "src_vocab": str(ctx.data.vocab),
             "tgt_vocab": str(ctx.data.vocab),
             "data": {"corpus_1": {"path_src": str(pieces["train.en"]),
@@ -752,6 +799,7 @@ def ct2_decode(argv: Sequence[str]) -> None:
 # ----- JoeyNMT
 
 
+# Dropout is replaced by the shared Recipe's.
 JOEY_TRANSFORMER_LAYERS: dict[str, Any] = {
     "type": "transformer",
     "num_layers": 3,
@@ -779,6 +827,9 @@ class JoeySystem(System):
         pieces = ctx.data.pieces
         side = {"level": "word", "lowercase": False, "normalize": False, "max_length": 200,
                 "voc_file": str(ctx.data.vocab)}
+        r = ctx.recipe
+        layers = {**JOEY_TRANSFORMER_LAYERS, "dropout": r.dropout,
+                  "embeddings": {**JOEY_TRANSFORMER_LAYERS["embeddings"], "dropout": r.dropout}}
         return {
             "name": self.name,
             "model_dir": str(run_dir / "model"),
@@ -794,9 +845,10 @@ class JoeySystem(System):
             },
             "training": {
                 "optimizer": "adam", "adam_betas": [0.9, 0.98], "scheduling": "noam",
-                "learning_rate_factor": 2, "learning_rate_warmup": 4000,
-                "loss": "crossentropy", "label_smoothing": 0.1, "normalization": "tokens",
-                "batch_size": 4096, "batch_type": "token", "epochs": 100000,
+                "learning_rate_factor": r.noam_factor, "learning_rate_warmup": r.warmup,
+                "loss": "crossentropy", "label_smoothing": r.label_smoothing,
+                "normalization": "tokens",
+                "batch_size": r.batch_tokens, "batch_type": "token", "epochs": 100000,
                 "logging_freq": 10, "validation_freq": HUGE_STEPS, "keep_best_ckpts": 1,
                 "early_stopping_metric": "ppl", "overwrite": True, "shuffle": True,
                 "num_workers": 0,
@@ -806,7 +858,7 @@ class JoeySystem(System):
                 "initializer": "xavier_uniform", "embed_initializer": "xavier_uniform",
                 "bias_initializer": "zeros", "init_gain": 1.0, "embed_init_gain": 1.0,
                 "tied_embeddings": True, "tied_softmax": True,
-                "encoder": JOEY_TRANSFORMER_LAYERS, "decoder": JOEY_TRANSFORMER_LAYERS,
+                "encoder": layers, "decoder": layers,
             },
         }
 

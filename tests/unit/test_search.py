@@ -38,6 +38,9 @@ class ScriptState:
     def select(self, index: torch.Tensor) -> "ScriptState":
         return ScriptState(self.prefix.index_select(0, index), self.started)
 
+    def expand(self, beams: int) -> "ScriptState":
+        return self.select(torch.arange(self.prefix.size(0)).repeat_interleave(beams))
+
 
 class ScriptedModel:
     """Obeys the model contract in models/seq2seq.py. Sentence i follows scripts[src_ids[i, 0]]:
@@ -59,7 +62,8 @@ class ScriptedModel:
     def distribution(self, script: int, prefix: tuple[int, ...]) -> dict[int, float]:
         return self.scripts[script].get(prefix, self.default)
 
-    def step(self, prev_ids: torch.Tensor, state: ScriptState, enc: EncoderOutput):
+    def step(self, prev_ids: torch.Tensor, state: ScriptState, enc: EncoderOutput,
+             attention: bool = True):
         self.batch_sizes.append(prev_ids.size(0))
         if state.started:
             prefix = torch.cat([state.prefix, prev_ids[:, None]], 1)  # (B, t + 1)
@@ -151,6 +155,17 @@ def test_length_penalty_changes_the_ranking(alpha: float, expected: list[list[in
     for h in nbest:
         lp = ((5 + len(h.ids) + 1) / 6) ** alpha
         assert h.score == pytest.approx(model.log_prob(11, h.ids) / lp)
+
+
+def test_beam_stops_when_its_best_candidate_ends():
+    """Script 11's best first candidate is '</s>': with n_best 1 the search ends after one
+    step, although only one of the two beams has finished; with n_best 2 it goes on."""
+    model = ScriptedModel(SCRIPTS)
+    [[best]] = run_search(model, [11], beam=2, alpha=0.0)
+    assert best.ids == [] and len(model.batch_sizes) == 1
+    model = ScriptedModel(SCRIPTS)
+    [nbest] = run_search(model, [11], beam=2, n_best=2, alpha=0.0)
+    assert [h.ids for h in nbest] == [[], [A, B, C]] and len(model.batch_sizes) == 4
 
 
 def test_length_penalty_formula():

@@ -159,6 +159,50 @@ def test_state_select_reorders_every_cache():
     torch.testing.assert_close(picked, direct, atol=1e-5, rtol=1e-5)
 
 
+def test_beam_state_shares_the_memory_of_a_sentence():
+    """`expand` keeps one memory per sentence for its beams: steps equal those of a state
+    whose rows were copied one by one; reordering beams within their sentences leaves the
+    memory untouched, dropping a sentence shrinks it, and mixing sentences is refused."""
+    model = tiny(seed=13)
+    src, src_mask = padded(random_rows(3, 4, 8, seed=14))
+    K = 2
+    rows = torch.arange(3).repeat_interleave(K)
+    prev = torch.tensor([5, 6, 7, 8, 9, 10])
+    with torch.no_grad():
+        enc = model.encode(src, src_mask)
+        shared = model.start(enc).expand(K)
+        copied = model.start(enc.select(rows))
+        lp_shared, shared, attn_shared = model.step(prev, shared, enc.select(rows))
+        lp_copied, copied, attn_copied = model.step(prev, copied, enc.select(rows))
+        torch.testing.assert_close(lp_shared, lp_copied, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(attn_shared, attn_copied, atol=1e-6, rtol=1e-5)
+        within = torch.tensor([1, 1, 2, 3, 5, 4])  # each sentence keeps its own rows
+        reordered = shared.select(within)
+        assert reordered.memory[0][0] is shared.memory[0][0]
+        dropped = torch.tensor([0, 1, 4, 5])  # sentence 1 leaves
+        kept = shared.select(dropped)
+        assert kept.memory[0][0].size(0) == 2 and kept.src_mask.size(0) == 2
+        lp_kept, _, _ = model.step(prev[dropped], kept, enc.select(rows[dropped]))
+        lp_ref, _, _ = model.step(prev[dropped], copied.select(dropped), enc.select(rows[dropped]))
+        torch.testing.assert_close(lp_kept, lp_ref, atol=1e-5, rtol=1e-5)
+        with pytest.raises(ValueError, match="blocks of 2"):
+            shared.select(torch.tensor([0, 2, 1, 3, 4, 5]))
+
+
+def test_beam_result_does_not_depend_on_batch_mates():
+    model = tiny(seed=15)
+    rows = random_rows(5, 2, 9, seed=16)
+    src, src_mask = padded(rows)
+    limit = torch.full((5,), 12)
+    together = beam_search(model, src, src_mask, BOS, EOS, limit, beam_size=4, n_best=2)
+    for i, row in enumerate(rows):
+        s, m = padded([row])
+        [alone] = beam_search(model, s, m, BOS, EOS, limit[:1], beam_size=4, n_best=2)
+        assert [h.ids for h in alone] == [h.ids for h in together[i]]
+        assert [h.score for h in alone] == pytest.approx([h.score for h in together[i]],
+                                                         abs=1e-4)
+
+
 @pytest.mark.parametrize("variant", ["pre-norm", "post-norm"])
 def test_beam_search_with_and_without_cache_agree(variant):
     model = tiny(seed=11, **VARIANTS[variant])

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from transduce.models.dropout import Dropout
 from transduce.models.seq2seq import EncoderOutput
 
 
@@ -28,7 +29,7 @@ class CNNEncoder(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv1d(hidden, 2 * hidden, kernel_size, padding=kernel_size // 2)
             for _ in range(layers))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out_dim = hidden
 
     def forward(self, emb: torch.Tensor, src_mask: torch.Tensor) -> EncoderOutput:

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from transduce.models.attention import BahdanauAttention, LuongAttention
+from transduce.models.dropout import Dropout
 from transduce.models.seq2seq import EncoderOutput
 
 # One entry per layer: (h, c) for LSTM, h for GRU; each (B, H).
@@ -55,7 +56,7 @@ class StackedCell(nn.Module):
                                    for i in range(layers))
         self.lstm = rnn_type == "lstm"
         self.static_size = static_size
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def initial(self, h0: torch.Tensor) -> Hidden:
         """The same h0 (B, H) for every layer; LSTM cells start at zero."""
@@ -129,7 +130,7 @@ class RNNEncoder(nn.Module):
         directions = 2 if bidirectional else 1
         self.rnn = make_rnn(rnn_type, emb_dim, hidden // directions, layers, dropout,
                             bidirectional)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out_dim = hidden
 
     def forward(self, emb: torch.Tensor, src_mask: torch.Tensor) -> EncoderOutput:
@@ -156,6 +157,12 @@ class RNNState:
         hidden = tuple(tuple(map(pick, s)) if isinstance(s, tuple) else pick(s)
                        for s in self.hidden)
         return RNNState(hidden, pick(self.input_feed), pick(self.keys), self.weights)
+
+    def expand(self, beams: int) -> "RNNState":
+        """Each row repeated `beams` times, consecutively (the start of beam search)."""
+        first = self.hidden[0][0] if isinstance(self.hidden[0], tuple) else self.hidden[0]
+        rows = torch.arange(first.size(0), device=first.device).repeat_interleave(beams)
+        return self.select(rows)
 
 
 class RNNDecoder(nn.Module):
@@ -185,7 +192,7 @@ class RNNDecoder(nn.Module):
         combine_in = {"none": 0, "bahdanau": hidden + enc_dim + emb_dim}.get(
             attention, hidden + enc_dim)
         self.combine = nn.Linear(combine_in, hidden, bias=False) if combine_in else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.hidden_size = hidden
         self.out_dim = hidden
 
@@ -222,9 +229,10 @@ class RNNDecoder(nn.Module):
         attn = None if weights is None else weights.squeeze(1)
         return out, RNNState(hidden, feed, state.keys, state.weights), attn
 
-    def step(self, emb: torch.Tensor, state: RNNState,
-             enc: EncoderOutput) -> tuple[torch.Tensor, RNNState, torch.Tensor | None]:
-        """emb (B, E) -> output (B, H), state, attention (B, S) or None."""
+    def step(self, emb: torch.Tensor, state: RNNState, enc: EncoderOutput,
+             attention: bool = True) -> tuple[torch.Tensor, RNNState, torch.Tensor | None]:
+        """emb (B, E) -> output (B, H), state, attention (B, S) or None. The weights are a
+        by-product of the step, so they are returned whatever `attention` asks."""
         emb = self.dropout(emb)
         return self._step(emb, self.rnn.project(emb, state.weights), state, enc)
 

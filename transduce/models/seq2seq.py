@@ -4,7 +4,8 @@ Search drives any model through four calls, so one beam search serves every arch
     enc = model.encode(src_ids, src_mask)            # once per batch
     state = model.start(enc)                           # decoder state for step 0
     log_probs, state, attn = model.step(prev_ids, state, enc)   # one target position
-    state, enc = state.select(index), enc.select(index)         # reorder/expand hypotheses
+    state, enc = state.select(index), enc.select(index)         # reorder/drop hypotheses
+    state = state.expand(k)                 # each row k times, for beam search (may share)
 Training uses `forward` (teacher forcing over the whole target at once).
 """
 
@@ -32,14 +33,16 @@ class EncoderOutput:
 class DecoderState(Protocol):
     def select(self, index: torch.Tensor) -> "DecoderState": ...
 
+    def expand(self, beams: int) -> "DecoderState": ...
+
 
 class Decoder(Protocol):
     out_dim: int
 
     def start(self, enc: EncoderOutput) -> Any: ...
 
-    def step(self, emb: torch.Tensor, state: Any,
-             enc: EncoderOutput) -> tuple[torch.Tensor, Any, torch.Tensor | None]: ...
+    def step(self, emb: torch.Tensor, state: Any, enc: EncoderOutput,
+             attention: bool = True) -> tuple[torch.Tensor, Any, torch.Tensor | None]: ...
 
     def __call__(self, emb: torch.Tensor,
                  enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]: ...
@@ -86,10 +89,12 @@ class Seq2Seq(nn.Module):
     def start(self, enc: EncoderOutput) -> Any:
         return self.decoder.start(enc)
 
-    def step(self, prev_ids: torch.Tensor, state: Any,
-             enc: EncoderOutput) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
-        """prev_ids (B,) -> log-probs (B, V) float32, new state, attention (B, S) or None."""
-        hidden, state, attn = self.decoder.step(self.tgt_embed(prev_ids), state, enc)
+    def step(self, prev_ids: torch.Tensor, state: Any, enc: EncoderOutput,
+             attention: bool = True) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
+        """prev_ids (B,) -> log-probs (B, V) float32, new state, attention (B, S) or None
+        (decoders may skip computing it when `attention` is False)."""
+        hidden, state, attn = self.decoder.step(self.tgt_embed(prev_ids), state, enc,
+                                                attention)
         return torch.log_softmax(self.generator(hidden).float(), dim=-1), state, attn
 
     def attention(self, src_ids: torch.Tensor, src_mask: torch.Tensor,

@@ -9,7 +9,7 @@ query may look. Shape letters: B batch, S source, T target, D d_model, H heads, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 import torch
@@ -18,6 +18,8 @@ from torch.nn import functional as F
 
 from transduce.config import ModelConfig
 from transduce.models.build import make_generator
+from transduce.models.dropout import Dropout
+from transduce.models.dropout import dropout as fast_dropout
 from transduce.models.seq2seq import EncoderOutput, Seq2Seq
 
 KV = tuple[torch.Tensor, torch.Tensor]  # keys, values, each (B, H, L, Dh)
@@ -57,7 +59,7 @@ class PositionalEmbedding(nn.Module):
         self.max_positions = max_positions
         self.learned = nn.Embedding(max_positions, d_model) if learned else None
         self.register_buffer("table", sinusoidal_table(max_positions, d_model), persistent=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, emb: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """emb (B, T, D) -> (B, T, D)."""
@@ -78,18 +80,22 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
            causal: bool, dropout: float,
            need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Scaled dot-product attention: q (B, H, T, Dh), k/v (B, H, L, Dh) -> (B, H, T, Dh) and,
-    if asked, the weights (B, H, T, L) before dropout. `mask` broadcasts to (B, H, T, L)."""
-    if not need_weights:
+    if asked, the weights (B, H, T, L) before dropout. `mask` broadcasts to (B, H, T, L);
+    `causal` lets query t see keys up to t (T == L). With dropout on CPU, the weights are
+    computed here so that the dropout mask comes from the fast `dropout`."""
+    if not need_weights and (dropout == 0.0 or q.device.type != "cpu"):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
                                              is_causal=causal)
         return out, None
-    assert not causal, "weights are only returned for cross-attention"
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T, L)
+    if causal:
+        T, L = scores.shape[-2:]
+        mask = torch.ones(T, L, dtype=torch.bool, device=q.device).tril()
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores.float(), dim=-1)
-    out = F.dropout(weights, dropout, training=dropout > 0).to(v.dtype) @ v
-    return out, weights
+    out = fast_dropout(weights, dropout, dropout > 0).to(v.dtype) @ v
+    return out, weights if need_weights else None
 
 
 class MultiHeadAttention(nn.Module):
@@ -129,7 +135,7 @@ class FeedForward(nn.Module):
     def __init__(self, d_model: int, ff_size: int, activation_dropout: float):
         super().__init__()
         self.inner, self.outer = nn.Linear(d_model, ff_size), nn.Linear(ff_size, d_model)
-        self.dropout = nn.Dropout(activation_dropout)
+        self.dropout = Dropout(activation_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.outer(self.dropout(F.relu(self.inner(x))))  # (B, T, D)
@@ -141,7 +147,7 @@ class Residual(nn.Module):
 
     def __init__(self, d_model: int, dropout: float, pre_norm: bool):
         super().__init__()
-        self.norm, self.dropout = nn.LayerNorm(d_model), nn.Dropout(dropout)
+        self.norm, self.dropout = nn.LayerNorm(d_model), Dropout(dropout)
         self.pre_norm = pre_norm
 
     def enter(self, x: torch.Tensor) -> torch.Tensor:
@@ -196,36 +202,72 @@ class DecoderLayer(nn.Module):
             Residual(spec.d_model, spec.dropout, spec.pre_norm) for _ in range(3))
 
     def forward(self, x: torch.Tensor, past: KV | None, memory: KV, mask: torch.Tensor,
-                need_weights: bool) -> tuple[torch.Tensor, KV, torch.Tensor | None]:
+                need_weights: bool,
+                beams: int = 1) -> tuple[torch.Tensor, KV, torch.Tensor | None]:
         """x (B, T, D) new positions; past self-attention keys/values (B, H, t, Dh) or None
-        for a whole sequence (then attention is causal); memory keys/values (B, H, S, Dh);
-        mask (B, 1, 1, S). Returns (B, T, D), keys/values (B, H, t + T, Dh), weights."""
+        for a whole sequence (then attention is causal); memory keys/values (B / beams, H, S,
+        Dh) and mask (B / beams, 1, 1, S), each shared by `beams` consecutive rows of x.
+        Returns (B, T, D), keys/values (B, H, t + T, Dh), weights (B, H, T, S) or None."""
         h = self.res_self.enter(x)
         k, v = self.self_attn.project_kv(h)  # (B, H, T, Dh)
         if past is not None:  # one step at a time: the new position sees all of the past
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
         x = self.res_self.leave(x, self.self_attn(h, (k, v), causal=past is None)[0])
-        y, weights = self.cross_attn(self.res_cross.enter(x), memory, mask,
-                                     need_weights=need_weights)
-        x = self.res_cross.leave(x, y)
+        # The beams of a sentence query its memory together, as beams * T positions.
+        B, T, D = x.shape
+        y, weights = self.cross_attn(self.res_cross.enter(x).reshape(B // beams, beams * T, D),
+                                     memory, mask, need_weights=need_weights)
+        if weights is not None:  # (B / beams, H, beams * T, S) -> (B, H, T, S)
+            S = weights.size(-1)
+            weights = weights.view(B // beams, -1, beams, T, S).transpose(1, 2) \
+                .reshape(B, -1, T, S)
+        x = self.res_cross.leave(x, y.reshape(B, T, D))
         return self.res_ff.leave(x, self.ff(self.res_ff.enter(x))), (k, v), weights
 
 
 @dataclass
 class TransformerState:
-    """Per-layer caches for incremental decoding; every tensor is batch-first."""
+    """Per-layer caches for incremental decoding; every tensor is batch-first.
 
-    past: list[KV]  # self-attention keys/values of the positions decoded so far (B, H, t, Dh)
-    memory: list[KV]  # cross-attention keys/values of the encoder memory (B, H, S, Dh)
-    prefix: torch.Tensor | None = None  # (B, t, D) raw embeddings, only when not caching
+    Beam search (`expand`) keeps one copy of the encoder memory per sentence, shared by that
+    sentence's `beams` consecutive hypothesis rows: reordering hypotheses within their
+    sentences then moves only the self-attention caches.
+    """
+
+    past: list[KV]  # self-attention keys/values of the positions decoded so far (N, H, t, Dh)
+    memory: list[KV]  # cross-attention keys/values of the encoder memory (N / beams, H, S, Dh)
+    src_mask: torch.Tensor  # (N / beams, S) True at real source tokens
+    prefix: torch.Tensor | None = None  # (N, t, D) raw embeddings, only when not caching
     length: int = 0  # positions decoded so far (t)
+    beams: int = 1  # hypothesis rows per memory row
 
     def select(self, index: torch.Tensor) -> TransformerState:
-        def pick(kvs: list[KV]) -> list[KV]:
-            return [(k.index_select(0, index), v.index_select(0, index)) for k, v in kvs]
+        """Rows `index` (N',). With beams > 1 the rows must come in blocks of `beams` from
+        one sentence each, as beam search keeps them."""
+        def pick(kvs: list[KV], rows: torch.Tensor) -> list[KV]:
+            return [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in kvs]
 
         prefix = None if self.prefix is None else self.prefix.index_select(0, index)
-        return TransformerState(pick(self.past), pick(self.memory), prefix, self.length)
+        sentences = index.view(-1, self.beams) // self.beams  # (N' / beams, beams)
+        if self.beams > 1 and not bool((sentences == sentences[:, :1]).all()):
+            raise ValueError(f"rows of a beam state must be selected in blocks of "
+                             f"{self.beams} from one sentence")
+        rows = sentences[:, 0]
+        memory, src_mask = self.memory, self.src_mask
+        if rows.numel() != src_mask.size(0) or not torch.equal(
+                rows, torch.arange(rows.numel(), device=rows.device)):
+            memory, src_mask = pick(self.memory, rows), src_mask.index_select(0, rows)
+        return TransformerState(pick(self.past, index), memory, src_mask, prefix, self.length,
+                                self.beams)
+
+    def expand(self, beams: int) -> TransformerState:
+        """Each hypothesis row repeated `beams` times (consecutively); memory stays shared."""
+        rows = torch.arange(self.src_mask.size(0) * self.beams,
+                            device=self.src_mask.device).repeat_interleave(beams)
+        prefix = None if self.prefix is None else self.prefix.index_select(0, rows)
+        past = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in self.past]
+        return TransformerState(past, self.memory, self.src_mask, prefix, self.length,
+                                self.beams * beams)
 
 
 class TransformerDecoder(nn.Module):
@@ -260,14 +302,17 @@ class TransformerDecoder(nn.Module):
         return weights.mean(1) if self.shown_head is None else weights[:, self.shown_head]
 
     def _run(self, x: torch.Tensor, past: list[KV] | None, memory: list[KV],
-             src_mask: torch.Tensor) -> tuple[torch.Tensor, list[KV], torch.Tensor | None]:
-        """x (B, T, D) with positions added -> hidden (B, T, D), new caches, attn (B, T, S)."""
-        mask = src_mask[:, None, None, :]  # (B, 1, 1, S)
+             src_mask: torch.Tensor, attention: bool = True,
+             beams: int = 1) -> tuple[torch.Tensor, list[KV], torch.Tensor | None]:
+        """x (B, T, D) with positions added -> hidden (B, T, D), new caches, attn (B, T, S)
+        (None unless `attention`). Memory and src_mask (B / beams, S) are per sentence."""
+        mask = src_mask[:, None, None, :]  # (B / beams, 1, 1, S)
         caches: list[KV] = []
         shown: torch.Tensor | None = None
         for i, layer in enumerate(self.layers):
             x, kv, weights = layer(x, None if past is None else past[i], memory[i], mask,
-                                   need_weights=i == self.shown_layer)
+                                   need_weights=attention and i == self.shown_layer,
+                                   beams=beams)
             caches.append(kv)
             shown = self._shown(weights) if i == self.shown_layer else shown
         return self.final_norm(x), caches, shown
@@ -287,20 +332,24 @@ class TransformerDecoder(nn.Module):
         B, D = enc.memory.size(0), self.out_dim
         empty = enc.memory.new_zeros(B, self.heads, 0, D // self.heads)  # (B, H, 0, Dh)
         prefix = None if self.use_cache else enc.memory.new_zeros(B, 0, D)
-        return TransformerState([(empty, empty)] * len(self.layers), self._memory(enc), prefix)
+        return TransformerState([(empty, empty)] * len(self.layers), self._memory(enc),
+                                enc.src_mask, prefix)
 
-    def step(self, emb: torch.Tensor, state: TransformerState,
-             enc: EncoderOutput) -> tuple[torch.Tensor, TransformerState, torch.Tensor | None]:
-        """emb (B, D) of the previous token -> hidden (B, D), state, attention (B, S)."""
+    def step(self, emb: torch.Tensor, state: TransformerState, enc: EncoderOutput,
+             attention: bool = True) -> tuple[torch.Tensor, TransformerState,
+                                              torch.Tensor | None]:
+        """emb (B, D) of the previous token -> hidden (B, D), state, attention (B, S) or None.
+        The memory comes from `state` (computed once by `start`), not from `enc`."""
         if state.prefix is not None:  # no cache: rerun the whole prefix, keep the last position
             prefix = torch.cat([state.prefix, emb.unsqueeze(1)], 1)  # (B, t + 1, D)
             hidden, _, attn = self._run(self.positions(prefix), None, state.memory,
-                                        enc.src_mask)
-            new = TransformerState(state.past, state.memory, prefix, state.length + 1)
+                                        state.src_mask, attention, state.beams)
+            new = replace(state, prefix=prefix, length=state.length + 1)
             return hidden[:, -1], new, None if attn is None else attn[:, -1]
         x = self.positions(emb.unsqueeze(1), offset=state.length)  # (B, 1, D)
-        hidden, past, attn = self._run(x, state.past, state.memory, enc.src_mask)
-        new = TransformerState(past, state.memory, None, state.length + 1)
+        hidden, past, attn = self._run(x, state.past, state.memory, state.src_mask, attention,
+                                       state.beams)
+        new = replace(state, past=past, length=state.length + 1)
         return hidden[:, 0], new, None if attn is None else attn[:, 0]
 
 

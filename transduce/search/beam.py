@@ -41,14 +41,18 @@ def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: in
     """src (B, S) -> for each sentence its `n_best` hypotheses, best first.
 
     Hypotheses are ranked by log P(y|x) / lp(|y|) with the GNMT length penalty `alpha`.
+    A sentence stops as soon as its best candidate at a step ends in </s> and it has
+    `n_best` finished hypotheses (the candidates of one step all have the same length, so
+    the penalty does not change which is best), as OpenNMT-py's translator does; otherwise
+    when it has `beam_size` finished hypotheses or reaches its length limit.
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
     B, K, device = src_ids.size(0), beam_size, src_ids.device
     enc = model.encode(src_ids, src_mask)
-    state = model.start(enc)  # once per sentence (e.g. projected keys), then copied K times
+    state = model.start(enc)  # once per sentence (e.g. projected keys), then K rows each
     expand = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,)
-    enc, state = enc.select(expand), state.select(expand)
+    enc, state = enc.select(expand), state.expand(K)
     sent = torch.arange(B, device=device)  # original index of each sentence still decoding
     scores = torch.full((B, K), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all beams start identical: keep one
@@ -60,7 +64,7 @@ def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: in
     t = 0
     while sent.numel():
         A = sent.numel()
-        log_probs, state, attn = model.step(prev, state, enc)  # (A*K, V)
+        log_probs, state, attn = model.step(prev, state, enc, return_attention)  # (A*K, V)
         at_limit = t + 1 >= limit[sent]  # (A,)
         log_probs = force_eos(log_probs, at_limit.repeat_interleave(K), eos_id)
         top_scores, parents, tokens = top_candidates(scores, log_probs, K)
@@ -85,9 +89,12 @@ def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: in
         if attn_history is not None:
             attn_history = attn_history.index_select(0, order)
         state, prev = state.select(order), tokens.view(-1)
-        # Sentences with K finished hypotheses (or at their length limit) leave the batch.
-        done = at_limit | torch.tensor([len(finished[b]) >= K for b in sent.tolist()],
-                                       device=device)
+        # A sentence leaves the batch at its length limit, with K finished hypotheses, or
+        # when its best candidate of this step has ended and it has n_best finished ones.
+        top_ended = ended[:, 0].tolist()
+        done = at_limit | torch.tensor(
+            [len(finished[b]) >= K or (top and len(finished[b]) >= n_best)
+             for b, top in zip(sent.tolist(), top_ended)], device=device)
         if bool(done.any()):
             keep = (~done).nonzero().squeeze(1)  # (A',)
             rows = (keep.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)

@@ -23,7 +23,7 @@ def greedy_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: 
     limit = max_len.to(src_ids.device)
     t = 0
     while active.numel():
-        log_probs, state, attn = model.step(prev, state, enc)  # (A, V)
+        log_probs, state, attn = model.step(prev, state, enc, return_attention)  # (A, V)
         log_probs = force_eos(log_probs, t + 1 >= limit[active], eos_id)
         best, ids = log_probs.max(-1)  # (A,)
         finished = ids == eos_id

@@ -40,7 +40,7 @@ def sample(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: int, eo
     limit = max_len.to(src_ids.device)
     t = 0
     while not bool(done.all()):
-        log_probs, state, _ = model.step(prev, state, enc)
+        log_probs, state, _ = model.step(prev, state, enc, False)
         log_probs = force_eos(log_probs, (t + 1 >= limit) | done, eos_id)
         logits = filter_logits(log_probs, temperature, top_k, top_p)
         ids = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
