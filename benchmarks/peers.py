@@ -302,6 +302,13 @@ def _terminate(proc: subprocess.Popen, sig: signal.Signals, grace_s: float) -> N
     proc.wait()
 
 
+def _default_sigint() -> None:
+    """In the child before exec: a shell starts background jobs (`peers.py ... &`) with SIGINT
+    ignored, the child inherits that, and JoeyNMT would then never see the SIGINT that asks
+    it to save and stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_budgeted(job: TrainJob, budget_s: float) -> TrainRun:
     """Run a trainer, stop it budget_s after its training loop starts, track memory."""
     job.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -311,7 +318,7 @@ def run_budgeted(job: TrainJob, budget_s: float) -> TrainRun:
         log_file.flush()
         proc = subprocess.Popen(job.cmd, stdout=log_file, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=job.env, cwd=job.cwd,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_default_sigint)
     loop_start: float | None = None
     stopped = False
     with PeakMemoryMonitor(proc.pid) as memory:
@@ -846,6 +853,9 @@ class JoeySystem(System):
             "training": {
                 "optimizer": "adam", "adam_betas": [0.9, 0.98], "scheduling": "noam",
                 "learning_rate_factor": r.noam_factor, "learning_rate_warmup": r.warmup,
+                # JoeyNMT stops when the lr falls below learning_rate_min (default 1e-4),
+                # which a short warmup's first steps do. (1e-8 would be read back as a string.)
+                "learning_rate_min": 0.0,
                 "loss": "crossentropy", "label_smoothing": r.label_smoothing,
                 "normalization": "tokens",
                 "batch_size": r.batch_tokens, "batch_type": "token", "epochs": 100000,
