@@ -302,13 +302,6 @@ def _terminate(proc: subprocess.Popen, sig: signal.Signals, grace_s: float) -> N
     proc.wait()
 
 
-def _default_sigint() -> None:
-    """In the child before exec: a shell starts background jobs (`peers.py ... &`) with SIGINT
-    ignored, the child inherits that, and JoeyNMT would then never see the SIGINT that asks
-    it to save and stop."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def run_budgeted(job: TrainJob, budget_s: float) -> TrainRun:
     """Run a trainer, stop it budget_s after its training loop starts, track memory."""
     job.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -318,7 +311,7 @@ def run_budgeted(job: TrainJob, budget_s: float) -> TrainRun:
         log_file.flush()
         proc = subprocess.Popen(job.cmd, stdout=log_file, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=job.env, cwd=job.cwd,
-                                start_new_session=True, preexec_fn=_default_sigint)
+                                start_new_session=True)
     loop_start: float | None = None
     stopped = False
     with PeakMemoryMonitor(proc.pid) as memory:
@@ -1203,6 +1196,11 @@ def main(argv: Sequence[str]) -> int:
         return 0
     args = parse_args(argv)
     check_interpreter()
+    # A shell starts background jobs (`peers.py ... &`) with SIGINT ignored, and children
+    # inherit an ignored signal: JoeyNMT would never see the SIGINT that asks it to save and
+    # stop. A handled signal is reset to the default in children.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     args.peers_dir.mkdir(parents=True, exist_ok=True)
     data = prepare_data(args.data_dir / "multi30k", args.work_dir, args.test_limit)
