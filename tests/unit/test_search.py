@@ -188,7 +188,8 @@ def test_max_length_forces_end_of_sentence(beam):
                                             beam_size=beam, alpha=0.0)]
     assert [h.ids for h in hyps] == [[A] * 2, [A] * 5]  # limit counts the forced </s>
     k = 1 if beam is None else beam
-    assert never_ends.batch_sizes == [2 * k] * 3 + [k] * 3  # the short one left the batch
+    # One row per sentence at the first step, then k; the short one leaves after step 3.
+    assert never_ends.batch_sizes == [2] + [2 * k] * 2 + [k] * 3
 
 
 def test_max_lengths_scale_with_source_length():

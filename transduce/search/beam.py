@@ -1,28 +1,35 @@
 """Batched beam search over the whole batch at once (no Python loop over sentences).
 
 Shapes: B sentences still decoding, K beams each, V target vocabulary. Alive hypotheses
-live in flat (B*K, ...) tensors; a sentence leaves the batch as soon as it has K
-finished hypotheses, so long sentences do not keep short ones busy.
+live in flat (B*K, ...) tensors (one row per sentence at the first step, where all beams
+would be the same); a sentence leaves the batch as soon as it is finished (see
+`beam_search`), so long sentences do not keep short ones busy.
 """
 
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
 
 from transduce.search.common import Hypothesis, force_eos, length_penalty
 
 
 def top_candidates(scores: torch.Tensor, log_probs: torch.Tensor,
                    k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Best 2K continuations of each sentence's K beams.
+    """Best 2k continuations of each sentence's R beams (R is 1 at the first step, else k).
 
-    scores (B, K) cumulative log-probs; log_probs (B*K, V).
-    Returns candidate scores, parent beam and token, each (B, 2K), best first.
+    scores (B, R) cumulative log-probs; log_probs (B*R, V).
+    Returns candidate scores, parent beam and token, each (B, 2k), best first; columns
+    beyond R*V candidates (a vocabulary smaller than 2k) score -inf.
     """
-    B, K = scores.shape
+    B, R = scores.shape
     V = log_probs.size(-1)
-    cand = (scores.reshape(B * K, 1) + log_probs).view(B, K * V)  # (B, K*V)
-    top_scores, top_idx = cand.topk(min(2 * k, K * V), dim=1)  # (B, 2K)
+    cand = (scores.reshape(B * R, 1) + log_probs).view(B, R * V)  # (B, R*V)
+    top_scores, top_idx = cand.topk(min(2 * k, R * V), dim=1)  # (B, 2k)
+    missing = 2 * k - top_idx.size(1)
+    if missing > 0:
+        top_scores = F.pad(top_scores, (0, missing), value=float("-inf"))
+        top_idx = F.pad(top_idx, (0, missing))
     return top_scores, top_idx // V, top_idx % V
 
 
@@ -50,25 +57,24 @@ def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: in
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
     B, K, device = src_ids.size(0), beam_size, src_ids.device
     enc = model.encode(src_ids, src_mask)
-    state = model.start(enc)  # once per sentence (e.g. projected keys), then K rows each
-    expand = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,)
-    enc, state = enc.select(expand), state.expand(K)
+    # The first step has one row per sentence (all K beams would be identical); the state
+    # is expanded to K rows per sentence after it.
+    state = model.start(enc)
     sent = torch.arange(B, device=device)  # original index of each sentence still decoding
-    scores = torch.full((B, K), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # all beams start identical: keep one
-    history = torch.zeros(B * K, 0, dtype=torch.long, device=device)  # (B*K, t)
-    attn_history: torch.Tensor | None = None  # (B*K, t, S)
-    prev = torch.full((B * K,), bos_id, dtype=torch.long, device=device)
+    scores = torch.zeros(B, 1, device=device)  # (A, R): R rows per sentence, 1 then K
+    history = torch.zeros(B, 0, dtype=torch.long, device=device)  # (A*R, t)
+    attn_history: torch.Tensor | None = None  # (A*R, t, S)
+    prev = torch.full((B,), bos_id, dtype=torch.long, device=device)
     limit = max_len.to(device)
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     t = 0
     while sent.numel():
-        A = sent.numel()
-        log_probs, state, attn = model.step(prev, state, enc, return_attention)  # (A*K, V)
+        A, R = scores.shape
+        log_probs, state, attn = model.step(prev, state, enc, return_attention)  # (A*R, V)
         at_limit = t + 1 >= limit[sent]  # (A,)
-        log_probs = force_eos(log_probs, at_limit.repeat_interleave(K), eos_id)
+        log_probs = force_eos(log_probs, at_limit.repeat_interleave(R), eos_id)
         top_scores, parents, tokens = top_candidates(scores, log_probs, K)
-        flat_parent = torch.arange(A, device=device).unsqueeze(1) * K + parents  # (A, 2K)
+        flat_parent = torch.arange(A, device=device).unsqueeze(1) * R + parents  # (A, 2K)
         if return_attention and attn is not None:
             step_attn = attn.float().unsqueeze(1)  # (A*K, 1, S)
             attn_history = step_attn if attn_history is None else \
@@ -84,11 +90,16 @@ def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: in
                 att = attn_history[row] if attn_history is not None else None
                 finished[b].append(Hypothesis(history[row].tolist(), lp / penalty, lp, att))
         scores, parents, tokens = select_alive(top_scores, parents, tokens, eos_id, K)
-        order = (torch.arange(A, device=device).unsqueeze(1) * K + parents).view(-1)  # (A*K,)
+        order = (torch.arange(A, device=device).unsqueeze(1) * R + parents).view(-1)  # (A*K,)
         history = torch.cat([history.index_select(0, order), tokens.view(-1, 1)], 1)
         if attn_history is not None:
             attn_history = attn_history.index_select(0, order)
-        state, prev = state.select(order), tokens.view(-1)
+        if R < K:  # after the first step: every new row's parent is its sentence's one row
+            state = state.expand(K)
+            enc = enc.select(torch.arange(A, device=device).repeat_interleave(K))
+        else:
+            state = state.select(order)
+        prev = tokens.view(-1)
         # A sentence leaves the batch at its length limit, with K finished hypotheses, or
         # when its best candidate of this step has ended and it has n_best finished ones.
         top_ended = ended[:, 0].tolist()
