@@ -5,8 +5,9 @@ then rescales in another pass: about 10 ns per element here, a quarter of a smal
 Transformer's training step at 2 threads. This module draws the mask as 16-bit uniform
 integers from NumPy's SFC64 generator and compares them with round(p * 2^16) (about 1.5 ns
 per element), and applies it as a float mask that holds the scale (one fast multiplication;
-a bool mask through `torch.where` is several times slower on CPU). The drop probability is thus p rounded to a multiple of 2^-16; kept elements
-are scaled by the exact inverse of the keep probability, so the expectation is unchanged.
+a bool mask through `torch.where` is several times slower on CPU). The drop probability is
+thus p rounded to a multiple of 2^-16; kept elements are scaled by the exact inverse of the
+keep probability, so the expectation is unchanged.
 
 Each mask's generator is seeded from torch's default generator, so `torch.manual_seed`
 makes runs reproducible exactly as with torch's dropout. Other devices use `F.dropout`
