@@ -494,8 +494,11 @@ def transformer_recipe(overrides: Sequence[str]) -> Recipe:
 
     cfg = load_config(REPO_ROOT / "configs" / "multi30k_transformer.yaml", list(overrides))
     sched = cfg.train.scheduler
-    if sched.kind != "inverse_sqrt":
-        raise BenchError(f"peers can copy an inverse_sqrt schedule only, not {sched.kind}")
+    # The peers' CLIs have no decay tied to a wall-clock budget: with transduce's `linear`
+    # they keep the Noam curve of the same warmup and peak.
+    if sched.kind not in ("inverse_sqrt", "linear"):
+        raise BenchError(f"peers can copy an inverse_sqrt or linear schedule only, "
+                         f"not {sched.kind}")
     return Recipe(batch_tokens=cfg.train.batch_tokens, peak_lr=cfg.train.lr,
                   warmup=sched.warmup, dropout=cfg.model.dropout,
                   attention_dropout=cfg.model.attention_dropout,

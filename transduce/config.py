@@ -97,11 +97,13 @@ class ModelConfig(_Section):
 
 
 class SchedulerConfig(_Section):
-    kind: Literal["constant", "plateau", "noam", "inverse_sqrt"] = "plateau"
+    # linear: warmup, then linear decay to 0 at the end of the budget (max_steps, max_minutes
+    # or max_epochs, whichever ends first; with max_minutes the decay follows the clock).
+    kind: Literal["constant", "plateau", "noam", "inverse_sqrt", "linear"] = "plateau"
     factor: float = 0.5  # plateau: lr multiplier
     patience: int = 2  # plateau: validations without improvement
     min_lr: float = 1e-5
-    warmup: int = 4000  # noam / inverse_sqrt
+    warmup: int = 4000  # noam / inverse_sqrt / linear
 
 
 class EarlyStoppingConfig(_Section):

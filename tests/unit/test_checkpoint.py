@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
+import signal
 from pathlib import Path
 
 import pytest
@@ -255,3 +257,42 @@ def test_a_fresh_run_in_a_used_directory_does_not_lose_its_checkpoints(slice_fil
     raw["train"]["max_steps"] = 8
     resumed = Trainer(load_config(raw), resume=True, log=quiet)
     assert resumed.progress.step == 4
+
+
+def test_linear_decay_resumes_exactly_after_sigterm(slice_files, tmp_path: Path):
+    def quiet(_: str) -> None:
+        pass
+
+    def config(run: str):
+        return load_config(slice_config(slice_files, tmp_path / run, 8, "linear"))
+
+    straight = Trainer(config("a"), log=quiet)
+    assert straight.planned_steps == 8
+    straight.run()
+    assert straight.optimizer.param_groups[0]["lr"] == 0.0  # the budget is spent
+
+    stopped = Trainer(config("b"), log=quiet)
+    update = stopped.train_step
+
+    def update_then_sigterm(batches):
+        loss = update(batches)
+        if stopped.progress.step == 3:  # this is the 4th update
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    stopped.train_step = update_then_sigterm  # type: ignore[method-assign]
+    stopped.run()
+    assert stopped.progress.step == 4 and latest_checkpoint(tmp_path / "b").name == "step-00000004"
+    resumed = Trainer(config("b"), resume=True, log=quiet)
+    resumed.run()
+    assert resumed.progress.step == 8
+    assert_same_tensors(straight.model.state_dict(), resumed.model.state_dict())
+    assert_same_optimizer(straight.optimizer, resumed.optimizer)
+
+    # a time budget that runs out before the updates do sets the pace of the decay
+    raw = slice_config(slice_files, tmp_path / "c", 8, "linear")
+    raw["train"]["max_minutes"] = 10.0
+    timed = Trainer(load_config(raw), log=quiet)
+    assert timed.budget_used(2) == pytest.approx(2 / 8)
+    timed.progress.elapsed_s = 450.0
+    assert timed.budget_used(2) == pytest.approx(0.75)

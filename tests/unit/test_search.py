@@ -14,6 +14,7 @@ from transduce.config import ModelConfig
 from transduce.data import collate
 from transduce.models import EncoderOutput, build_model
 from transduce.search import Hypothesis, beam_search, greedy_search, max_lengths, sample
+from transduce.search.beam import top_candidates
 from transduce.search.common import length_penalty
 from transduce.search.sampling import filter_logits
 from transduce.translator import Translator
@@ -190,6 +191,27 @@ def test_max_length_forces_end_of_sentence(beam):
     k = 1 if beam is None else beam
     # One row per sentence at the first step, then k; the short one leaves after step 3.
     assert never_ends.batch_sizes == [2] + [2 * k] * 2 + [k] * 3
+
+
+@pytest.mark.parametrize("rows, vocab, k", [(1, 50, 5), (5, 50, 5), (3, 4, 5), (1, 3, 2)])
+def test_top_candidates_are_the_best_continuations_over_all_beams(rows, vocab, k):
+    g = torch.Generator().manual_seed(rows * 100 + vocab)
+    B = 4
+    scores = -torch.rand(B, rows, generator=g) * 5
+    log_probs = torch.log_softmax(torch.randn(B * rows, vocab, generator=g) * 3, -1)
+    top, parents, tokens = top_candidates(scores, log_probs, k)
+    assert top.shape == parents.shape == tokens.shape == (B, 2 * k)
+    # brute force: every (beam, token) continuation of a sentence, ranked
+    every = (scores.reshape(-1, 1) + log_probs).view(B, rows * vocab)
+    best = every.sort(dim=1, descending=True).values[:, :2 * k]
+    n = best.size(1)
+    assert torch.equal(top[:, :n], best)
+    assert bool(torch.isinf(top[:, n:]).all())  # fewer continuations than 2k: padded
+    # each candidate's parent and token give back its score
+    picked = (scores.gather(1, parents[:, :n])
+              + log_probs.view(B, rows, vocab)[torch.arange(B).unsqueeze(1), parents[:, :n],
+                                                tokens[:, :n]])
+    torch.testing.assert_close(picked, top[:, :n])
 
 
 def test_max_lengths_scale_with_source_length():

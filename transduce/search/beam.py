@@ -21,16 +21,20 @@ def top_candidates(scores: torch.Tensor, log_probs: torch.Tensor,
     scores (B, R) cumulative log-probs; log_probs (B*R, V).
     Returns candidate scores, parent beam and token, each (B, 2k), best first; columns
     beyond R*V candidates (a vocabulary smaller than 2k) score -inf.
+    The best 2k of a sentence are among the best 2k of each of its beams, so each beam's
+    vocabulary is cut to its 2k best first: the full (B*R, V) scores are never summed.
     """
     B, R = scores.shape
-    V = log_probs.size(-1)
-    cand = (scores.reshape(B * R, 1) + log_probs).view(B, R * V)  # (B, R*V)
-    top_scores, top_idx = cand.topk(min(2 * k, R * V), dim=1)  # (B, 2k)
+    n = min(2 * k, log_probs.size(-1))
+    beam_best, beam_tokens = log_probs.topk(n, dim=1)  # (B*R, n)
+    cand = (scores.reshape(B * R, 1) + beam_best).view(B, R * n)
+    top_scores, top_idx = cand.topk(min(2 * k, R * n), dim=1)  # (B, 2k)
+    tokens = beam_tokens.view(B, R * n).gather(1, top_idx)
     missing = 2 * k - top_idx.size(1)
     if missing > 0:
         top_scores = F.pad(top_scores, (0, missing), value=float("-inf"))
-        top_idx = F.pad(top_idx, (0, missing))
-    return top_scores, top_idx // V, top_idx % V
+        top_idx, tokens = F.pad(top_idx, (0, missing)), F.pad(tokens, (0, missing))
+    return top_scores, top_idx // n, tokens
 
 
 def select_alive(top_scores: torch.Tensor, parents: torch.Tensor, tokens: torch.Tensor,

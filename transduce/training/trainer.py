@@ -141,8 +141,13 @@ class Trainer:
         # fp16 gradients can underflow: scale the loss (bf16 has fp32's range and needs none).
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype == torch.float16)
-        self.scheduler = make_scheduler(t.scheduler, self.optimizer, cfg.model.hidden_size)
         self.progress = Progress()
+        per_epoch = len(self.epoch_batches(0))
+        self.planned_steps = max(1, -(-per_epoch // t.accum_steps) * t.max_epochs)
+        if t.max_steps:
+            self.planned_steps = min(self.planned_steps, t.max_steps)
+        self.scheduler = make_scheduler(t.scheduler, self.optimizer, cfg.model.hidden_size,
+                                        self.budget_used)
         if ckpt is not None:
             self.progress = Progress(**load_checkpoint(ckpt, self.model, self.optimizer,
                                                        self.scheduler))
@@ -241,12 +246,8 @@ class Trainer:
             stop_requested["flag"] = True
 
         old = signal.signal(signal.SIGTERM, on_signal)
-        per_epoch = len(self.epoch_batches(0))
-        planned = per_epoch * t.max_epochs // t.accum_steps
-        if t.max_steps:
-            planned = min(planned, t.max_steps)
         # A live bar on a terminal; in a log file, one plain line every 30 seconds instead.
-        bar = tqdm(total=planned, initial=p.step, unit="step", dynamic_ncols=True,
+        bar = tqdm(total=self.planned_steps, initial=p.step, unit="step", dynamic_ncols=True,
                    smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30.0,
                    disable=not t.progress)
         started = time.time() - p.elapsed_s
@@ -295,6 +296,15 @@ class Trainer:
             raise
         finally:
             signal.signal(signal.SIGTERM, old)
+
+    def budget_used(self, step: int) -> float:
+        """The fraction of the training budget spent after `step` updates: of the planned
+        updates (max_steps, max_epochs) or of max_minutes, whichever is further along."""
+        t = self.cfg.train
+        used = step / self.planned_steps
+        if t.max_minutes:
+            used = max(used, self.progress.elapsed_s / (t.max_minutes * 60))
+        return used
 
     def _postfix(self, loss: float, tok_s: float) -> dict[str, str]:
         t, p = self.cfg.train, self.progress
