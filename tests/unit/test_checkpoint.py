@@ -271,7 +271,8 @@ def test_linear_decay_resumes_exactly_after_sigterm(slice_files, tmp_path: Path)
     straight.run()
     assert straight.optimizer.param_groups[0]["lr"] == 0.0  # the budget is spent
 
-    stopped = Trainer(config("b"), log=quiet)
+    messages: list[str] = []
+    stopped = Trainer(config("b"), log=messages.append)
     update = stopped.train_step
 
     def update_then_sigterm(batches):
@@ -283,6 +284,7 @@ def test_linear_decay_resumes_exactly_after_sigterm(slice_files, tmp_path: Path)
     stopped.train_step = update_then_sigterm  # type: ignore[method-assign]
     stopped.run()
     assert stopped.progress.step == 4 and latest_checkpoint(tmp_path / "b").name == "step-00000004"
+    assert any("stopped by SIGTERM" in m and "not validated yet" in m for m in messages), messages
     resumed = Trainer(config("b"), resume=True, log=quiet)
     resumed.run()
     assert resumed.progress.step == 8

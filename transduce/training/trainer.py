@@ -325,8 +325,10 @@ class Trainer:
     def _finish(self, bar: tqdm, reason: str) -> Path:
         bar.close()
         p = self.progress
-        best = f"best {self.cfg.train.early_stopping.metric} {p.best:.2f} at step {p.best_step}" \
-            if p.best is not None else "no validation set"
+        if p.best is not None:
+            best = f"best {self.cfg.train.early_stopping.metric} {p.best:.2f} at step {p.best_step}"
+        else:
+            best = "no validation set" if self.valid_data is None else "not validated yet"
         self.log(f"training finished ({reason}) after {p.step} steps, {p.elapsed_s / 60:.1f} min;"
                  f" {best}. Model: {self.out}")
         if not (self.out / MODEL_FILE).exists():
