@@ -55,6 +55,7 @@ ALL_SYSTEMS = (
     "joeynmt-transformer",
     "transduce-rnn",
     "transduce-transformer",
+    "transduce-int8",
 )
 BEAMS = (1, 5)
 DECODE_BATCH = 64
@@ -971,6 +972,11 @@ class TransduceSystem(System):
                            tgt_tokens_per_s=rate,
                            peak_rss_gib=run.peak_rss_gib, wall_s=run.wall_s, startup_s=None)
 
+    decode_flags: tuple[str, ...] = ()
+
+    def model_dir(self, ctx: Context) -> Path:
+        return ctx.run_dir(self.name)
+
     def translate(self, ctx: Context, beam: int) -> Translation:
         run_dir = ctx.run_dir(self.name)
         hyp = run_dir / f"test.beam{beam}.txt"
@@ -985,15 +991,40 @@ class TransduceSystem(System):
 
     def _time_translate(self, ctx: Context, src: Path, out: Path, beam: int,
                         log_path: Path) -> float:
-        cmd = self.command(ctx, "translate", str(ctx.run_dir(self.name)), "-i", str(src),
+        cmd = self.command(ctx, "translate", str(self.model_dir(ctx)), "-i", str(src),
                            "-o", str(out), "--beam", str(beam),
-                           "--batch-size", str(DECODE_BATCH))
+                           "--batch-size", str(DECODE_BATCH), *self.decode_flags)
         return run_checked(cmd, log_path, env=thread_env(ctx.threads), cwd=REPO_ROOT)
 
     def notes(self, ctx: Context) -> list[str]:
         extra = " ".join(f"--set {item}" for item in ctx.transduce_overrides) or "none"
         return [f"{self.config.relative_to(REPO_ROOT)} (precision as configured; extra: "
                 f"{extra}); stops itself (train.max_minutes, counts its validations)",
+                "decode time: translate wall time minus a model-load-only run (empty input)"]
+
+
+class TransduceInt8System(TransduceSystem):
+    """No training: transduce-transformer's model, decoded with int8 linear layers."""
+
+    trains = False
+    source = "transduce-transformer"
+    decode_flags = ("--quantize", "int8")
+
+    def __init__(self) -> None:
+        super().__init__("transduce-int8", "multi30k_transformer.yaml")
+
+    def model_dir(self, ctx: Context) -> Path:
+        return ctx.run_dir(self.source)
+
+    def train(self, ctx: Context) -> None:
+        if not (self.model_dir(ctx) / "model.safetensors").exists():
+            raise BenchError(f"no trained {self.source} in {self.model_dir(ctx)}: "
+                             f"benchmark {self.source} first (in the same --systems list)")
+        return None
+
+    def notes(self, ctx: Context) -> list[str]:
+        return [f"model: {self.source}'s, decoded with --quantize int8 (linear layers in "
+                f"int8, per-channel weight scales)",
                 "decode time: translate wall time minus a model-load-only run (empty input)"]
 
 
@@ -1015,6 +1046,7 @@ def make_system(name: str) -> System:
         "transduce-rnn": lambda: TransduceSystem("transduce-rnn", "multi30k_rnn.yaml"),
         "transduce-transformer": lambda: TransduceSystem("transduce-transformer",
                                                          "multi30k_transformer.yaml"),
+        "transduce-int8": TransduceInt8System,
     }
     return factories[name]()
 

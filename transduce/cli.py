@@ -90,7 +90,7 @@ def _read_input(path: str | None) -> Iterator[tuple[int, str]]:
 def _load_translator(args: argparse.Namespace):
     from transduce.translator import Translator
 
-    return Translator.load(args.model_dir, device=args.device)
+    return Translator.load(args.model_dir, device=args.device, quantize=args.quantize)
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
@@ -249,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy)")
         s.add_argument("--batch-size", type=int, default=None, help="sentences per batch")
         s.add_argument("--device", default="cpu")
+        quantize_arg(s)
+
+    def quantize_arg(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--quantize", choices=["none", "int8"], default=None,
+                       help="int8: linear layers in int8, CPU only (faster; default: the "
+                            "model's decode.quantize)")
 
     s = sub.add_parser("translate", help="translate lines from stdin or a file")
     model_args(s)
@@ -311,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-access-log", action="store_true", help="do not log every request")
     s.add_argument("--threads", type=int, default=None,
                    help="torch threads for decoding (default: torch's, one per core)")
+    quantize_arg(s)
     s.set_defaults(func=cmd_serve)
     return p
 

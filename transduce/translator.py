@@ -12,6 +12,7 @@ import torch
 from transduce.config import Config, DecodeConfig, load_config
 from transduce.data.batching import collate
 from transduce.models import Seq2Seq, build_model
+from transduce.models.quantize import quantize_int8
 from transduce.search import Hypothesis, beam_search, greedy_search, max_lengths, sample
 from transduce.text import Codec, load_codecs
 from transduce.training.checkpoint import MODEL_FILE, load_weights
@@ -35,19 +36,32 @@ class Translation:
 
 
 class Translator:
-    """A model with its tokenizers and decoding defaults."""
+    """A model with its tokenizers and decoding defaults.
+
+    `quantize` ("none" or "int8", default: decode.quantize) decodes with a copy of the model
+    whose linear layers are int8 (CPU only); the model passed in is left as it is.
+    """
 
     def __init__(self, model: Seq2Seq, src: Codec, tgt: Codec, decode: DecodeConfig | None = None,
-                 device: str | torch.device = "cpu"):
-        self.model = model.to(device).eval()
-        self.src, self.tgt = src, tgt
+                 device: str | torch.device = "cpu", quantize: str | None = None):
         self.decode = decode or DecodeConfig()
         self.device = torch.device(device)
+        self.quantize = quantize if quantize is not None else self.decode.quantize
+        if self.quantize not in ("none", "int8"):
+            raise ValueError(f"quantize must be 'none' or 'int8', got {self.quantize!r}")
+        if self.quantize == "int8" and self.device.type != "cpu":
+            raise ValueError(f"int8 decoding runs on CPU only, not on {self.device}; "
+                             f"use --device cpu or quantize: none")
+        self.model = model.to(device).eval()
+        if self.quantize == "int8":
+            self.model = quantize_int8(self.model)
+        self.src, self.tgt = src, tgt
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str = "cpu",
-             weights: str = MODEL_FILE) -> "Translator":
-        """Load a model directory written by training (config.yaml, tokenizer, safetensors)."""
+    def load(cls, model_dir: str | Path, device: str = "cpu", weights: str = MODEL_FILE,
+             quantize: str | None = None) -> "Translator":
+        """Load a model directory written by training (config.yaml, tokenizer, safetensors).
+        `quantize` overrides the model's decode.quantize."""
         model_dir = Path(model_dir)
         if not (model_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"{model_dir} is not a transduce model directory "
@@ -56,7 +70,7 @@ class Translator:
         src, tgt = load_codecs(model_dir)
         model = build_model(cfg.model, len(src.vocab), len(tgt.vocab), src.vocab.pad_id)
         load_weights(model, model_dir / weights)
-        return cls(model, src, tgt, cfg.decode, device)
+        return cls(model, src, tgt, cfg.decode, device, quantize)
 
     def translate(self, texts: Sequence[str], beam_size: int | None = None,
                   n_best: int | None = None, return_attention: bool = False,

@@ -123,6 +123,17 @@ def test_translate_stdin_to_stdout_keeps_lines_and_empty_lines(demo_model_dir, d
     assert out[:-1] == [t.text for t in translator.translate(lines)]
 
 
+def test_translate_with_int8_weights_is_the_library_int8_translator(demo_model_dir,
+                                                                     demo_sources, tmp_path):
+    result = cli("translate", demo_model_dir, "--quantize", "int8", "--beam", "3", cwd=tmp_path,
+                 stdin="\n".join(demo_sources) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "Warning" not in result.stderr  # torch's deprecation notice is not for our users
+    int8 = Translator.load(demo_model_dir, quantize="int8")
+    assert result.stdout.splitlines() == [t.text for t in int8.translate(demo_sources,
+                                                                         beam_size=3)]
+
+
 def test_translate_files_with_beam_and_n_best(demo_model_dir, demo_sources, translator,
                                               tmp_path):
     src = tmp_path / "in.txt"
@@ -277,6 +288,7 @@ def test_non_utf8_input_to_translate(demo_model_dir, tmp_path):
      ["a.txt has 2 lines", "b.txt has 1 lines"]),
     (["evaluate", "{model}", "--src", "{tmp}/empty.txt", "--ref", "{tmp}/empty.txt"],
      ["nothing to score"]),
+    (["translate", "{model}", "--device", "cuda", "--quantize", "int8"], ["CPU only"]),
     (["curves", "{tmp}"], ["no training log"]),
     (["average", "{tmp}"], ["no checkpoints"]),
 ])

@@ -86,7 +86,7 @@ def test_health_models_and_page(client: TestClient) -> None:
     assert models["api_key_required"] is False
     (m,) = models["models"]
     assert (m["name"], m["source"], m["target"], m["ready"]) == ("en-demo", "en", "demo", True)
-    assert m["decode"]["beam_size"] == 5
+    assert m["decode"]["beam_size"] == 5 and m["decode"]["quantize"] == "none"
     assert "path" not in m  # the server does not reveal where models live
     page = client.get("/")
     assert page.status_code == 200 and "<canvas" in page.text

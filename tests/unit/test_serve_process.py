@@ -68,6 +68,22 @@ def test_concurrent_requests_each_get_their_own_translation(
     assert float(batches.split()[1]) < len(sources)  # requests really were decoded together
 
 
+def test_serve_with_int8_weights_answers_as_the_int8_translator(demo_model_dir: Path,
+                                                                demo_splits: dict) -> None:
+    sources = [s for s, _ in demo_splits["test"][:8]]
+    expected = [t.text for t in Translator.load(demo_model_dir, quantize="int8")
+                .translate(sources)]
+    proc, url = start(demo_model_dir, "--quantize", "int8")
+    try:
+        r = httpx.post(url + "/v1/translate", json={"texts": sources}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert [t["text"] for t in r.json()["translations"]] == expected
+        [model] = httpx.get(url + "/v1/models", timeout=10).json()["models"]
+        assert model["decode"]["quantize"] == "int8"
+    finally:
+        assert stop(proc) in GRACEFUL
+
+
 def test_a_real_libretranslate_client_works_unchanged(server: str, translator: Translator) -> None:
     lt = pytest.importorskip("libretranslatepy", reason="pip install libretranslatepy")
     api = lt.LibreTranslateAPI(server)

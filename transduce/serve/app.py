@@ -226,7 +226,8 @@ def run_server(args: argparse.Namespace) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(specs, settings, on_load_error=stop_on_load_error)
+    app = create_app(specs, settings, on_load_error=stop_on_load_error,
+                     load=lambda path: Translator.load(path, quantize=args.quantize))
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
                             timeout_graceful_shutdown=30, server_header=False,
                             access_log=not args.no_access_log)

@@ -124,7 +124,8 @@ async def models(request: Request) -> JSONResponse:
         if translator is not None:
             d = translator.decode
             entry["decode"] = {"beam_size": d.beam_size, "n_best": d.n_best,
-                               "length_penalty": d.length_penalty}
+                               "length_penalty": d.length_penalty,
+                               "quantize": translator.quantize}
         out.append(entry)
     s = service.settings
     return JSONResponse({"models": out, "api_key_required": bool(s.api_keys),

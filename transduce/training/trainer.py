@@ -368,7 +368,9 @@ class Trainer:
         if t.valid_max_sentences:
             srcs, refs = srcs[: t.valid_max_sentences], refs[: t.valid_max_sentences]
         loss = self.valid_loss()
-        translator = Translator(self.model, self.src, self.tgt, self.cfg.decode, self.device)
+        # Validation scores the model being trained, never an int8 copy of it.
+        translator = Translator(self.model, self.src, self.tgt, self.cfg.decode, self.device,
+                                quantize="none")
         hyps = [tr.text for tr in translator.translate(srcs, beam_size=t.valid_beam, n_best=1)]
         scores = score(hyps, refs, with_ter=False)
         metric = {"bleu": scores.bleu, "chrf": scores.chrf, "loss": -loss}[
