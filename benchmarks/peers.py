@@ -936,6 +936,9 @@ def joey_step(checkpoint: Path) -> int:
 # ----- transduce
 
 
+TRANSDUCE_DECODE_NOTE = "decode time: translate wall time minus a model-load-only run (empty input)"
+
+
 class TransduceSystem(System):
     toolkit = "transduce"
 
@@ -1000,7 +1003,7 @@ class TransduceSystem(System):
         extra = " ".join(f"--set {item}" for item in ctx.transduce_overrides) or "none"
         return [f"{self.config.relative_to(REPO_ROOT)} (precision as configured; extra: "
                 f"{extra}); stops itself (train.max_minutes, counts its validations)",
-                "decode time: translate wall time minus a model-load-only run (empty input)"]
+                TRANSDUCE_DECODE_NOTE]
 
 
 class TransduceInt8System(TransduceSystem):
@@ -1025,7 +1028,7 @@ class TransduceInt8System(TransduceSystem):
     def notes(self, ctx: Context) -> list[str]:
         return [f"model: {self.source}'s, decoded with --quantize int8 (linear layers in "
                 f"int8, per-channel weight scales)",
-                "decode time: translate wall time minus a model-load-only run (empty input)"]
+                TRANSDUCE_DECODE_NOTE]
 
 
 def read_transduce_log(path: Path) -> dict[str, Any]:
