@@ -1163,7 +1163,8 @@ def format_table(results: Sequence[SystemResult], meta: dict[str, Any]) -> str:
     lines.append("steps = last step the trainer reported (the evaluated checkpoint may be a "
                  "little earlier, see eval_step in the JSON); train tok/s = target tokens/s "
                  "from the toolkit's own log; RSS = peak summed RSS of the training process "
-                 "tree; decode tok/s = shared-SentencePiece pieces of the output.")
+                 "tree; decode tok/s = shared-SentencePiece pieces of the output; decode "
+                 f"speeds are the fastest of {meta.get('decode_repeats', 1)} runs.")
     for result in results:
         for note in result.notes:
             lines.append(f"  {result.system}: {note}")

@@ -3,7 +3,8 @@
 Each nn.Linear gets int8 weights with one scale per output channel, and quantizes its input
 rows on the fly (fbgemm kernels, which use AVX-512 VNNI where the CPU has it). Recurrent
 cells, convolutions and embeddings stay in float32. On Multi30k the Transformer's beam-5
-BLEU is unchanged to 0.01 and beam-5 decoding is 1.3-1.5x faster on 2 cores (README).
+BLEU is unchanged to 0.01 and decoding is ~1.25x faster on 2 cores (median of interleaved
+rounds, benchmarks/decode.py; README).
 """
 
 from __future__ import annotations
