@@ -3,11 +3,13 @@
 PyTorch's CPU dropout draws every mask element from one serial Mersenne Twister, as a float,
 then rescales in another pass: about 10 ns per element here, a quarter of a small
 Transformer's training step at 2 threads. This module draws the mask as 16-bit uniform
-integers from NumPy's SFC64 generator and compares them with round(p * 2^16) (about 1.5 ns
-per element), and applies it as a float mask that holds the scale (one fast multiplication;
-a bool mask through `torch.where` is several times slower on CPU). The drop probability is
-thus p rounded to a multiple of 2^-16; kept elements are scaled by the exact inverse of the
-keep probability, so the expectation is unchanged.
+integers from NumPy's SFC64 generator (four from each raw 64-bit output) and compares them
+with round(p * 2^16), writing the scaled float mask in the same pass (1.5-2 ns per element
+in all, half of what Generator.integers and a separate conversion took). The mask holds the
+scale, so applying it is one fast multiplication (a bool mask through `torch.where` is
+several times slower on CPU). The drop probability is thus p rounded to a multiple of
+2^-16; kept elements are scaled by the exact inverse of the keep probability, so the
+expectation is unchanged.
 
 Each mask's generator is seeded from torch's default generator, so `torch.manual_seed`
 makes runs reproducible exactly as with torch's dropout. Other devices use `F.dropout`
@@ -15,6 +17,8 @@ makes runs reproducible exactly as with torch's dropout. Other devices use `F.dr
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -29,11 +33,14 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float,
     """A CPU tensor of 1 / (1 - p) with probability ~1 - p, else 0 (the kept elements'
     scale uses the rounded p, so the mask's expectation is exactly 1)."""
     threshold = round(p * _LEVELS)
+    n = math.prod(shape)
     seed = int(torch.randint(0, 2**62, ()).item())  # from torch's generator: reproducible
-    draws = np.random.Generator(np.random.SFC64(seed)).integers(
-        0, _LEVELS, int(np.prod(shape)), dtype=np.uint16)
-    keep = torch.from_numpy(draws >= threshold).view(shape)
-    return keep.to(dtype).mul_(_LEVELS / (_LEVELS - threshold))
+    # Each raw 64-bit output of the generator is four 16-bit uniforms: about half the cost
+    # of Generator.integers(0, 2**16), which goes through its bounded-integer machinery.
+    draws = np.random.SFC64(seed).random_raw(-(-n // 4)).view(np.uint16)[:n]
+    scale = np.float32(_LEVELS / (_LEVELS - threshold))
+    mask = np.multiply(draws >= threshold, scale, dtype=np.float32)  # one pass to float
+    return torch.from_numpy(mask).view(shape).to(dtype)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
