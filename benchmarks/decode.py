@@ -20,7 +20,6 @@ $TRANSDUCE_DATA (default ../shared/data).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import statistics
@@ -45,12 +44,6 @@ class Result:
     sents_per_s: list[float] = field(default_factory=list)  # one per round
     tokens_per_s: list[float] = field(default_factory=list)  # output pieces, no </s>
     ratio_to_first: float | None = None  # median per-round speed ratio to the first quantize
-
-
-def read_lines(path: Path) -> list[str]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
-        return f.read().splitlines()
 
 
 def default_test(model_dir: Path) -> tuple[Path, Path]:
@@ -130,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     for path in (src_path, ref_path):
         if not path.is_file():
             p.error(f"{path} not found (set TRANSDUCE_DATA or pass --src/--ref)")
-    src, ref = read_lines(src_path)[:args.limit], read_lines(ref_path)[:args.limit]
-    if len(src) != len(ref):
-        p.error(f"{src_path} has {len(src)} lines but {ref_path} has {len(ref)}")
+    from transduce.data import CorpusError, read_parallel
+
+    try:
+        src, ref = read_parallel(src_path, ref_path, args.limit)
+    except CorpusError as err:
+        p.error(str(err))
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
     beams = [int(b) for b in args.beams.split(",")]
