@@ -1,16 +1,17 @@
 #!/usr/bin/env python3
-"""Decoding speed of trained model directories: float32 against int8, greedy and beam,
-timed in interleaved rounds.
+"""Decoding speed of trained model directories (or their CTranslate2 exports, `transduce
+export`): float32 against int8, PyTorch against CTranslate2, greedy and beam, timed in
+interleaved rounds.
 
 On a shared machine one timing can be 20-40% off the next one of the same thing, so a lone
 "before" and "after" says little. Here every configuration (model x quantize x beam)
 translates the whole test set once per round, the order alternating from round to round,
-and the table gives the median and best sentences/s over the rounds and, for each
-quantize setting after the first, the median of the per-round speed ratios to the first
-(a ratio from the same round shares its noise). Model loading is not timed; tokenization
+and the table gives the median and best sentences/s over the rounds and the median of the
+per-round speed ratios to the first configuration (first model, first quantize setting) at
+the same beam (a ratio from the same round shares its noise). Model loading is not timed; tokenization
 and detokenization are, as in `transduce translate`.
 
-    python benchmarks/decode.py MODEL_DIR --src test.en.gz --ref test.de.gz \
+    python benchmarks/decode.py MODEL_DIR [EXPORT_DIR ...] --src test.en.gz --ref test.de.gz \
         [--beams 1,5] [--quantize none,int8] [--rounds 5] [--threads 2] [--json-out F]
 
 Without --src/--ref it uses Multi30k's test_2016_flickr in the model's direction from
@@ -37,13 +38,14 @@ DATA = Path(os.environ.get("TRANSDUCE_DATA", ROOT.parent / "shared" / "data"))
 @dataclass
 class Result:
     model: str
+    engine: str  # torch or ctranslate2
     quantize: str
     beam: int
     bleu: float
     chrf: float
     sents_per_s: list[float] = field(default_factory=list)  # one per round
     tokens_per_s: list[float] = field(default_factory=list)  # output pieces, no </s>
-    ratio_to_first: float | None = None  # median per-round speed ratio to the first quantize
+    ratio_to_first: float | None = None  # median per-round speed ratio to the first config
 
 
 def default_test(model_dir: Path) -> tuple[Path, Path]:
@@ -56,6 +58,7 @@ def default_test(model_dir: Path) -> tuple[Path, Path]:
 
 def run(models: list[Path], src: list[str], ref: list[str], beams: list[int],
         quantize: list[str], rounds: int, batch_size: int) -> list[Result]:
+    from transduce.ct2 import is_export
     from transduce.evaluate import score
     from transduce.translator import Translator
 
@@ -66,7 +69,8 @@ def run(models: list[Path], src: list[str], ref: list[str], beams: list[int],
         m, q, b = key
         hyps = translators[m, q].translate(src, beam_size=b, batch_size=batch_size)
         s = score([h.text for h in hyps], ref, with_ter=False)
-        out[key] = Result(m, q, b, round(s.bleu, 2), round(s.chrf, 2))
+        engine = "ctranslate2" if is_export(m) else "torch"
+        out[key] = Result(m, engine, q, b, round(s.bleu, 2), round(s.chrf, 2))
         print(f"{Path(m).name} {q} beam {b}: BLEU {s.bleu:.2f} chrF {s.chrf:.2f}", flush=True)
     for r in range(rounds):
         for key in (configs if r % 2 == 0 else configs[::-1]):
@@ -79,17 +83,17 @@ def run(models: list[Path], src: list[str], ref: list[str], beams: list[int],
         print(f"round {r + 1}/{rounds}: " + ", ".join(
             f"{q} b{b} {out[m, q, b].sents_per_s[-1]:.0f}" for m, q, b in configs), flush=True)
     for (m, q, b), res in out.items():
-        first = out[m, quantize[0], b]
-        if q != quantize[0]:
+        first = out[str(models[0]), quantize[0], b]
+        if res is not first:
             res.ratio_to_first = round(statistics.median(
                 x / y for x, y in zip(res.sents_per_s, first.sents_per_s)), 3)
     return list(out.values())
 
 
 def table(results: list[Result]) -> str:
-    head = ("model", "quantize", "beam", "BLEU", "chrF", "sents/s median", "best", "tok/s median",
+    head = ("model", "engine", "quantize", "beam", "BLEU", "chrF", "sents/s median", "best", "tok/s median",
             "ratio")
-    rows = [head] + [(Path(r.model).name, r.quantize, str(r.beam), f"{r.bleu:.2f}",
+    rows = [head] + [(Path(r.model).name, r.engine, r.quantize, str(r.beam), f"{r.bleu:.2f}",
                       f"{r.chrf:.2f}", f"{statistics.median(r.sents_per_s):.1f}",
                       f"{max(r.sents_per_s):.1f}", f"{statistics.median(r.tokens_per_s):.0f}",
                       "-" if r.ratio_to_first is None else f"{r.ratio_to_first:.2f}x")
@@ -101,12 +105,13 @@ def table(results: list[Result]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="+", type=Path, help="model directories from training")
+    p.add_argument("models", nargs="+", type=Path,
+                   help="model directories from training, or CTranslate2 exports of them")
     p.add_argument("--src", type=Path, help="source file (.gz or text)")
     p.add_argument("--ref", type=Path, help="reference file, line-aligned with --src")
     p.add_argument("--beams", default="1,5", help="comma-separated beam sizes (1 = greedy)")
     p.add_argument("--quantize", default="none,int8",
-                   help="comma-separated settings; ratios are to the first")
+                   help="comma-separated settings (ratios are to the first model's first)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=64)

@@ -219,6 +219,18 @@ def cmd_average(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from transduce.ct2 import export
+
+    try:
+        out = export(args.model_dir, args.out_dir, args.quantize or "none", args.force)
+    except (ImportError, FileExistsError) as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote a CTranslate2 model ({args.quantize or 'none'}) to {out}; translate with "
+          f"'transduce translate {out}'")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from transduce.serve import run_server
 
@@ -301,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--last", type=int, default=3)
     s.add_argument("-o", "--output", help="weights file (default: MODEL_DIR/model.safetensors)")
     s.set_defaults(func=cmd_average)
+
+    s = sub.add_parser("export", help="export a Transformer to CTranslate2 (an inference engine)")
+    s.add_argument("model_dir")
+    s.add_argument("out_dir", help="new directory; every model command accepts it as a model")
+    s.add_argument("--quantize", choices=["none", "int8"], default=None,
+                   help="int8: store and decode int8 weights (default: none, float32)")
+    s.add_argument("--force", action="store_true", help="overwrite out_dir")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("serve", help="HTTP API and web page for model directories")
     s.add_argument("model_dirs", nargs="+", metavar="MODEL_DIR",

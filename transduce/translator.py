@@ -60,16 +60,14 @@ class Translator:
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu", weights: str = MODEL_FILE,
              quantize: str | None = None) -> "Translator":
-        """Load a model directory written by training (config.yaml, tokenizer, safetensors).
+        """Load a model directory written by training (config.yaml, tokenizer, safetensors),
+        or a CTranslate2 export of one (`transduce export`: decoded by CTranslate2).
         `quantize` overrides the model's decode.quantize."""
-        model_dir = Path(model_dir)
-        if not (model_dir / "config.yaml").is_file():
-            raise FileNotFoundError(f"{model_dir} is not a transduce model directory "
-                                    f"(no config.yaml); train one with 'transduce train'")
-        cfg: Config = load_config(model_dir / "config.yaml")
-        src, tgt = load_codecs(model_dir)
-        model = build_model(cfg.model, len(src.vocab), len(tgt.vocab), src.vocab.pad_id)
-        load_weights(model, model_dir / weights)
+        from transduce.ct2 import CTranslate2Translator, is_export
+
+        if is_export(model_dir):
+            return CTranslate2Translator.from_export(model_dir, device, quantize)
+        cfg, model, src, tgt = load_model(model_dir, weights)
         return cls(model, src, tgt, cfg.decode, device, quantize)
 
     def translate(self, texts: Sequence[str], beam_size: int | None = None,
@@ -134,3 +132,17 @@ class Translator:
             attention = best.attention[rows + [len(best.ids)], : len(src_tokens) + 1].tolist()
         return Translation(source, alts[0].text, best.score, alts, src_tokens,
                            self.tgt.tokens(best.ids), attention)
+
+
+def load_model(model_dir: str | Path,
+               weights: str = MODEL_FILE) -> tuple[Config, Seq2Seq, Codec, Codec]:
+    """The config, model (weights loaded) and tokenizers of a model directory."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{model_dir} is not a transduce model directory "
+                                f"(no config.yaml); train one with 'transduce train'")
+    cfg: Config = load_config(model_dir / "config.yaml")
+    src, tgt = load_codecs(model_dir)
+    model = build_model(cfg.model, len(src.vocab), len(tgt.vocab), src.vocab.pad_id)
+    load_weights(model, model_dir / weights)
+    return cfg, model, src, tgt
