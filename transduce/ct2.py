@@ -135,6 +135,9 @@ def export(model_dir: str | Path, out_dir: str | Path, quantize: str = "none",
         raise ValueError(f"quantize must be 'none' or 'int8', got {quantize!r}")
     if out_dir.exists() and not force:
         raise FileExistsError(f"{out_dir} already exists; pass --force to overwrite it")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_export(out_dir):
+        raise FileExistsError(f"{out_dir} is not empty and not a CTranslate2 export; "
+                              f"not overwriting it, even with --force")
     if out_dir.resolve() == model_dir.resolve():
         raise ValueError("the export directory must differ from the model directory")
     cfg, model, src, tgt = load_model(model_dir, weights)

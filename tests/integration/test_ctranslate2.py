@@ -157,6 +157,9 @@ def test_cli_exports_and_translates_and_says_what_is_wrong(transformer_dir, demo
     assert main(["export", str(transformer_dir), str(out)]) == 2
     assert "already exists; pass --force" in capsys.readouterr().err
     assert main(["export", str(transformer_dir), str(out), "--force"]) == 0
+    assert main(["export", str(transformer_dir), str(tmp_path), "--force"]) == 2
+    assert "not a CTranslate2 export; not overwriting" in capsys.readouterr().err
+    assert src.is_file() and is_export(out)  # nothing was deleted
     assert main(["export", str(demo_model_dir), str(tmp_path / "rnn")]) == 2
     assert "arch: transformer only; this model is arch: rnn" in capsys.readouterr().err
     assert not (tmp_path / "rnn").exists()
