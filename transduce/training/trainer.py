@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -24,6 +25,7 @@ from transduce.evaluate import score
 from transduce.models import build_model, count_parameters
 from transduce.models.build import load_pretrained_embeddings
 from transduce.text import build_codecs, load_codecs, save_codecs
+from transduce.training import distributed
 from transduce.training.checkpoint import (
     CHECKPOINTS,
     MODEL_FILE,
@@ -104,13 +106,18 @@ class Trainer:
 
     Reading data and building tokenizers happen in `__init__`; `run()` trains, validating
     every `valid_every` steps (JSONL log, best model, checkpoint, early stopping).
+    Under torchrun each process trains on its share of the batches (distributed.py).
     """
 
     def __init__(self, cfg: Config, resume: bool = False, log: Callable[[str], None] = print):
-        self.cfg, self.log = cfg, log
         t, d = cfg.train, cfg.data
-        self.out = Path(t.out_dir)
         self.device = resolve_device(t.device)
+        self.world = distributed.init(self.device.type == "cuda")
+        if self.world.size > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.world.local_rank)
+        self.cfg, self.log = cfg, log if self.world.main else (lambda _: None)
+        log = self.log
+        self.out = Path(t.out_dir)
         self.amp_dtype = resolve_precision(t.precision, self.device)
         if t.threads:
             torch.set_num_threads(t.threads)
@@ -127,8 +134,11 @@ class Trainer:
         if ckpt is not None:
             self.src, self.tgt = load_codecs(self.out)
         else:
-            log(f"building {cfg.tokenizer.kind} tokenizer(s) on {len(src_text):,} pairs")
-            self.src, self.tgt = build_codecs(cfg.tokenizer, src_text, tgt_text, d.lowercase)
+            codecs = None
+            if self.world.main:
+                log(f"building {cfg.tokenizer.kind} tokenizer(s) on {len(src_text):,} pairs")
+                codecs = build_codecs(cfg.tokenizer, src_text, tgt_text, d.lowercase)
+            self.src, self.tgt = distributed.share_codecs(self.world, codecs)
         self.train_data = encode_pairs(src_text, tgt_text, self.src, self.tgt, d.max_len)
         self._report_filtered(self.train_data, len(src_text))
         self.valid_data = encode_pairs(*self.valid_text, self.src, self.tgt) \
@@ -153,7 +163,7 @@ class Trainer:
                                                        self.scheduler))
             log(f"resumed from {ckpt} (step {self.progress.step}, epoch {self.progress.epoch})")
             self._trim_log()
-        else:
+        elif self.world.main:
             self.out.mkdir(parents=True, exist_ok=True)
             # A fresh run owns the directory: an earlier run's checkpoints sort after ours, so
             # pruning would delete ours and `latest`, --resume and `average` would mix runs.
@@ -164,7 +174,14 @@ class Trainer:
             (self.out / MODEL_FILE).unlink(missing_ok=True)
         log(f"model: {count_parameters(self.model):,} parameters; vocab src "
             f"{len(self.src.vocab):,} tgt {len(self.tgt.vocab):,}; device {self.device}"
-            f"{'' if self.amp_dtype is None else f', autocast {self.amp_dtype}'}")
+            f"{'' if self.amp_dtype is None else f', autocast {self.amp_dtype}'}"
+            f"{'' if self.world.size == 1 else f'; {self.world.size} processes'}")
+        self.features = self.model.features  # teacher forcing up to the output layer
+        if self.world.size > 1:  # after loading a checkpoint: DDP copies rank 0's weights
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(_Features(self.model))
+            self.features = self.ddp
 
     def _trim_log(self) -> None:
         """Drop log records newer than the checkpoint we resume from: a run killed between a
@@ -200,9 +217,13 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------------------
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This process's batches of an epoch: with N processes, every N-th batch from its
+        rank on, the same number for every process (a remainder of < N batches is skipped)."""
         d = self.train_data
-        return make_batches([len(s) for s in d.src], [len(t) for t in d.tgt],
-                            self.cfg.train.batch_tokens, seed=self.cfg.train.seed + epoch)
+        batches = make_batches([len(s) for s in d.src], [len(t) for t in d.tgt],
+                               self.cfg.train.batch_tokens, seed=self.cfg.train.seed + epoch)
+        n, rank = self.world.size, self.world.rank
+        return batches[rank:len(batches) // n * n:n]
 
     def _batch(self, indices: Sequence[int]) -> Batch:
         v = self.tgt.vocab
@@ -214,18 +235,25 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                               enabled=self.amp_dtype is not None)
 
-    def train_step(self, batches: list[Batch]) -> float:
-        """One update from (accumulated) batches; returns the mean loss per target token."""
+    def train_step(self, batches: list[Batch]) -> tuple[float, int]:
+        """One update from (accumulated) batches; returns the mean loss per target token of
+        this process's batches, and the target tokens of the update over all processes."""
         self.model.train()
         n_tokens = sum(b.n_tgt_tokens for b in batches)
+        # The gradient is the summed loss over every process's tokens / their number: DDP
+        # averages over processes, hence the factor world.size.
+        n_all = int(distributed.reduce(self.world, [n_tokens], device=self.device)[0])
+        scale = self.world.size / n_all
         total = 0.0
-        for b in batches:
+        for i, b in enumerate(batches):
             assert b.tgt_in is not None and b.tgt_out is not None
-            with self._autocast():
-                features = self.model.features(b.src_ids, b.src_mask, b.tgt_in)  # (B, T, H)
-            loss = output_layer_loss(features, self.model.output_weight, b.tgt_out,
-                                     self.tgt.vocab.pad_id, self.cfg.train.label_smoothing)
-            self.scaler.scale(loss / n_tokens).backward()
+            sync = self.world.size == 1 or i == len(batches) - 1  # DDP: on the last only
+            with contextlib.nullcontext() if sync else self.ddp.no_sync():
+                with self._autocast():
+                    features = self.features(b.src_ids, b.src_mask, b.tgt_in)  # (B, T, H)
+                loss = output_layer_loss(features, self.model.output_weight, b.tgt_out,
+                                         self.tgt.vocab.pad_id, self.cfg.train.label_smoothing)
+                self.scaler.scale(loss * scale).backward()
             total += loss.item()
         if self.cfg.train.clip_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
@@ -235,7 +263,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None and not isinstance(self.scheduler, ReduceLROnPlateau):
             self.scheduler.step()
-        return total / max(n_tokens, 1)
+        return total / max(n_tokens, 1), n_all
 
     def run(self) -> Path:
         """Train until a stop condition; returns the model directory."""
@@ -249,7 +277,7 @@ class Trainer:
         # A live bar on a terminal; in a log file, one plain line every 30 seconds instead.
         bar = tqdm(total=self.planned_steps, initial=p.step, unit="step", dynamic_ncols=True,
                    smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30.0,
-                   disable=not t.progress)
+                   disable=not t.progress or not self.world.main)
         started = time.time() - p.elapsed_s
         reason = "max_epochs reached"
         window_loss, window_tokens, window_time = 0.0, 0, 0.0
@@ -260,8 +288,7 @@ class Trainer:
                     group = batches[p.batch_in_epoch:p.batch_in_epoch + t.accum_steps]
                     tick = time.time()
                     data = [self._batch(ix) for ix in group]
-                    loss = self.train_step(data)
-                    n = sum(b.n_tgt_tokens for b in data)
+                    loss, n = self.train_step(data)
                     dt = time.time() - tick
                     p.batch_in_epoch += len(group)
                     p.step += 1
@@ -271,6 +298,11 @@ class Trainer:
                     window_tokens += n
                     window_time += dt
                     p.elapsed_s = time.time() - started
+                    if self.world.size > 1:  # one clock and one stop signal for all
+                        p.elapsed_s, stop = distributed.reduce(
+                            self.world, [p.elapsed_s, float(stop_requested["flag"])], "max",
+                            self.device)
+                        stop_requested["flag"] = stop > 0
                     if p.step % t.log_every == 0 or p.step == 1:
                         bar.set_postfix(self._postfix(window_loss / window_tokens,
                                                       window_tokens / window_time), refresh=False)
@@ -331,7 +363,7 @@ class Trainer:
             best = "no validation set" if self.valid_data is None else "not validated yet"
         self.log(f"training finished ({reason}) after {p.step} steps, {p.elapsed_s / 60:.1f} min;"
                  f" {best}. Model: {self.out}")
-        if not (self.out / MODEL_FILE).exists():
+        if self.world.main and not (self.out / MODEL_FILE).exists():
             save_weights(self.model, self.out / MODEL_FILE)
         return self.out
 
@@ -360,7 +392,7 @@ class Trainer:
         """Log metrics, keep the best model, checkpoint; returns True when early stopping."""
         t, p = self.cfg.train, self.progress
         if self.valid_text is None:
-            save_weights(self.model, self.out / MODEL_FILE)
+            self._save_model()
             self._checkpoint()
             return False
         tick = time.time()
@@ -378,7 +410,7 @@ class Trainer:
         improved = p.best is None or metric > p.best
         if improved:
             p.best, p.best_step, p.bad_validations = metric, p.step, 0
-            save_weights(self.model, self.out / MODEL_FILE)
+            self._save_model()
         else:
             p.bad_validations += 1
         if isinstance(self.scheduler, ReduceLROnPlateau):
@@ -392,23 +424,49 @@ class Trainer:
                   "lr": self.optimizer.param_groups[0]["lr"], "best": improved,
                   "valid_time_s": round(time.time() - tick, 2)}
         p.history.append(record)
-        with open(self.out / LOG_FILE, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        bar.write(f"[step {p.step}] valid loss {loss:.3f} ppl {record['valid_ppl']:.1f} "
-                  f"BLEU {scores.bleu:.2f} chrF {scores.chrf:.2f} exact {scores.exact_match:.1f}%"
-                  f" | {record['tokens_per_s']:,.0f} tgt tok/s{' *best*' if improved else ''}")
-        for s, h, r in list(zip(srcs, hyps, refs))[: t.num_samples]:
-            bar.write(f"    src: {s}\n    ref: {r}\n    hyp: {h}")
+        if self.world.main:
+            with open(self.out / LOG_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            bar.write(f"[step {p.step}] valid loss {loss:.3f} ppl {record['valid_ppl']:.1f} "
+                      f"BLEU {scores.bleu:.2f} chrF {scores.chrf:.2f} "
+                      f"exact {scores.exact_match:.1f}% | {record['tokens_per_s']:,.0f} "
+                      f"tgt tok/s{' *best*' if improved else ''}")
+            for s, h, r in list(zip(srcs, hyps, refs))[: t.num_samples]:
+                bar.write(f"    src: {s}\n    ref: {r}\n    hyp: {h}")
         self._checkpoint()
         patience = t.early_stopping.patience
         return bool(patience) and p.bad_validations >= patience and not final
 
+    def _save_model(self) -> None:
+        if self.world.main:
+            save_weights(self.model, self.out / MODEL_FILE)
+
     def _checkpoint(self) -> None:
+        """Rank 0 writes; the others hold the same state."""
+        if not self.world.main:
+            return
         p = self.progress
         save_checkpoint(self.out, self.model, self.optimizer, self.scheduler,
                         {**p.__dict__, "history": p.history[-50:]}, self.cfg.train.keep_last)
 
 
 def train(cfg: Config, resume: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Train a model as configured; returns the model directory (cfg.train.out_dir)."""
-    return Trainer(cfg, resume, log).run()
+    """Train a model as configured; returns the model directory (cfg.train.out_dir).
+    Under torchrun, every process calls this (see training/distributed.py)."""
+    trainer = Trainer(cfg, resume, log)
+    try:
+        return trainer.run()
+    finally:
+        distributed.shutdown(trainer.world)
+
+
+class _Features(torch.nn.Module):
+    """`model.features` as a module's forward, for DistributedDataParallel to wrap."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, src_ids: torch.Tensor, src_mask: torch.Tensor,
+                tgt_in: torch.Tensor) -> torch.Tensor:
+        return self.model.features(src_ids, src_mask, tgt_in)  # type: ignore[operator]

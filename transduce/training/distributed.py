@@ -1,0 +1,90 @@
+"""Data-parallel training over processes started by torchrun (torch.distributed).
+
+    torchrun --nproc_per_node 4 -m transduce train config.yaml        # one machine, 4 GPUs
+    torchrun --nnodes 2 --node_rank N --master_addr HOST --nproc_per_node 8 \\
+        -m transduce train config.yaml                                # two machines
+
+Every process runs the same training program on its share of each epoch's batches, and
+DistributedDataParallel averages the gradients. Processes agree by construction rather than
+by messages where they can: all of them validate the same weights, so they compute the same
+scores, learning rates and early-stopping decisions. Only rank 0 writes files, so
+train.out_dir must be on a filesystem that every machine can read to --resume across
+machines. NCCL on CUDA devices, gloo on CPUs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from transduce.text import Codec, load_codecs, save_codecs
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0  # index of this process on its machine: its GPU
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init(use_cuda: bool) -> World:
+    """Join the process group torchrun describes in the environment (WORLD_SIZE, RANK,
+    LOCAL_RANK, MASTER_ADDR/PORT); without torchrun, a world of one."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return World()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return World(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def shutdown(world: World) -> None:
+    if world.size > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def reduce(world: World, values: list[float], op: str = "sum",
+           device: torch.device | None = None) -> list[float]:
+    """Element-wise sum or max of `values` over all processes."""
+    if world.size == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    return t.tolist()
+
+
+def share_codecs(world: World, codecs: tuple[Codec, Codec] | None) -> tuple[Codec, Codec]:
+    """Rank 0's tokenizers and vocabularies, on every process (their files travel as bytes,
+    so the processes need not share a filesystem)."""
+    if world.size == 1:
+        assert codecs is not None
+        return codecs
+    files: list[dict[str, bytes] | None] = [None]
+    if world.main:
+        assert codecs is not None
+        with tempfile.TemporaryDirectory() as tmp:
+            save_codecs(*codecs, tmp)
+            files = [{p.name: p.read_bytes() for p in Path(tmp).iterdir()}]
+    dist.broadcast_object_list(files, src=0)
+    if world.main:
+        assert codecs is not None
+        return codecs
+    assert files[0] is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files[0].items():
+            (Path(tmp) / name).write_bytes(data)
+        return load_codecs(tmp)
