@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import yaml
 from safetensors.torch import load_file
+from test_transformer_train import tiny_transformer_config  # tests/integration
 
 from transduce import load_config, train
 from transduce.training.checkpoint import MODEL_FILE, list_checkpoints
@@ -25,24 +26,18 @@ from transduce.training.trainer import LOG_FILE
 
 
 def tiny_config(data: Path, out: Path, accum: int) -> dict:
-    m30k = data / "multi30k"
-    return {
-        "data": {"train_src": str(m30k / "train.en.gz"), "train_tgt": str(m30k / "train.de.gz"),
-                 "valid_src": str(m30k / "val.en.gz"), "valid_tgt": str(m30k / "val.de.gz"),
-                 "max_train_pairs": 800, "max_len": 40},
-        "tokenizer": {"kind": "sentencepiece", "vocab_size": 300, "shared": True},
-        "model": {"arch": "transformer", "emb_dim": 32, "hidden_size": 32, "heads": 2,
-                  "ff_size": 64, "encoder_layers": 1, "decoder_layers": 1, "dropout": 0.0,
-                  "attention_dropout": 0.0, "activation_dropout": 0.0, "max_positions": 64,
-                  "share_embeddings": True, "tie_embeddings": True},
-        "train": {"out_dir": str(out), "seed": 7, "threads": 1, "precision": "fp32",
-                  "lr": 0.003, "batch_tokens": 400, "accum_steps": accum, "max_steps": 6,
-                  "valid_every": 3, "valid_max_sentences": 20, "progress": False,
-                  "num_samples": 0, "label_smoothing": 0.1,
-                  "scheduler": {"kind": "inverse_sqrt", "warmup": 2},
-                  "early_stopping": {"metric": "bleu", "patience": 0}},
-        "decode": {"beam_size": 1, "max_len_ratio": 1.2, "max_len_offset": 3},
-    }
+    """test_transformer_train's tiny Transformer, smaller still, without dropout (whose
+    masks would differ between one and two processes), for 6 updates."""
+    cfg = tiny_transformer_config(data, out)
+    cfg["data"].update(max_train_pairs=800, max_len=40)
+    cfg["tokenizer"]["vocab_size"] = 300
+    cfg["model"].update(emb_dim=32, hidden_size=32, heads=2, ff_size=64, encoder_layers=1,
+                        decoder_layers=1, dropout=0.0, max_positions=64)
+    cfg["train"].update(seed=7, lr=0.003, batch_tokens=400, accum_steps=accum, max_steps=6,
+                        valid_every=3, valid_max_sentences=20,
+                        scheduler={"kind": "inverse_sqrt", "warmup": 2})
+    cfg["decode"]["beam_size"] = 1
+    return cfg
 
 
 def test_two_processes_update_as_one_process_accumulating_their_batches(data_dir: Path,
