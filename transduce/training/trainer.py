@@ -177,6 +177,8 @@ class Trainer:
             f"{'' if self.amp_dtype is None else f', autocast {self.amp_dtype}'}"
             f"{'' if self.world.size == 1 else f'; {self.world.size} processes'}")
         self.features = self.model.features  # teacher forcing up to the output layer
+        if self.world.rank > 0:  # its own dropout masks (rank 0 draws as one process would)
+            torch.manual_seed(t.seed + 7919 * self.world.rank + self.progress.step)
         if self.world.size > 1:  # after loading a checkpoint: DDP copies rank 0's weights
             from torch.nn.parallel import DistributedDataParallel
 
