@@ -238,6 +238,16 @@ def test_resume_without_a_checkpoint_starts_from_scratch(slice_files, tmp_path: 
     assert any("no checkpoint" in m and "starting from scratch" in m for m in messages)
 
 
+def test_a_run_that_uses_up_its_epochs_says_so(slice_files, tmp_path: Path):
+    raw = slice_config(slice_files, tmp_path / "e", 100, "constant")
+    raw["train"]["max_epochs"] = 1
+    messages: list[str] = []
+    trainer = Trainer(load_config(raw), log=messages.append)
+    trainer.run()
+    assert trainer.progress.step == len(trainer.epoch_batches(0)) < 100
+    assert any("training finished (max_epochs reached)" in m for m in messages), messages
+
+
 def test_a_fresh_run_in_a_used_directory_does_not_lose_its_checkpoints(slice_files, tmp_path):
     # Regression: an earlier run's later checkpoints used to survive a fresh run, so pruning
     # (keep_last) deleted the new run's checkpoints right after writing them and `latest`

@@ -281,7 +281,7 @@ class Trainer:
                    smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30.0,
                    disable=not t.progress or not self.world.main)
         started = time.time() - p.elapsed_s
-        reason = "max_epochs reached"
+        reason = ""
         window_loss, window_tokens, window_time = 0.0, 0, 0.0
         try:
             while p.epoch < t.max_epochs:
@@ -322,7 +322,7 @@ class Trainer:
                 p.epoch += 1
                 p.batch_in_epoch = 0
             self.validate(bar, final=True)
-            return self._finish(bar, reason)
+            return self._finish(bar, "max_epochs reached")
         except KeyboardInterrupt:
             self._checkpoint()
             bar.close()
