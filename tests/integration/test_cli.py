@@ -317,11 +317,12 @@ def test_usage_errors_are_one_line(tmp_path):
 def train_until_first_checkpoint_then(sig: int, cfg: Path, latest: Path,
                                       cwd: Path) -> tuple[int, str]:
     """Start `transduce train`, send `sig` once a checkpoint exists; (exit code, stdout)."""
-    # A shell's background job starts with SIGINT ignored, and so would Python's Ctrl-C
-    # handling in the child: give the child the default disposition, as a terminal would.
-    proc = subprocess.Popen([sys.executable, "-m", "transduce", "train", str(cfg)], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # `transduce train` with Python's Ctrl-C handler in place even when this test runs as a
+    # shell's background job, whose children start with SIGINT ignored.
+    main = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from transduce.cli import main; sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", main, "train", str(cfg)], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     try:
         deadline = time.time() + 240
         while not latest.exists() and proc.poll() is None and time.time() < deadline:
