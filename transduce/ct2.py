@@ -67,11 +67,11 @@ def _norm(spec: Any, norm: nn.LayerNorm) -> None:
     spec.gamma, spec.beta = _array(norm.weight), _array(norm.bias)
 
 
-def _positions(spec: Any, positions: Any, dim: int) -> None:
+def _positions(spec: Any, positions: Any) -> None:
     """The position table as a tensor (CTranslate2's built-in sinusoids put all sines
     before all cosines; transduce interleaves them as in Vaswani et al.)."""
     table = positions.table if positions.learned is None else positions.learned.weight
-    spec.encodings = _array(table[:, :dim])
+    spec.encodings = _array(table)
 
 
 def model_spec(cfg: Config, model: Any, src: Codec, tgt: Codec) -> Any:
@@ -86,12 +86,11 @@ def model_spec(cfg: Config, model: Any, src: Codec, tgt: Codec) -> Any:
         (m.encoder_layers, m.decoder_layers), m.heads, pre_norm=m.pre_norm,
         activation=ct2.specs.Activation.RELU, alignment_layer=m.attention_layer,
         alignment_heads=heads)
-    D = m.hidden_size
     enc, dec = spec.encoder, spec.decoder
     enc.embeddings[0].weight = _array(model.src_embed.weight)
     dec.embeddings.weight = _array(model.tgt_embed.weight)
-    _positions(enc.position_encodings, model.encoder.positions, D)
-    _positions(dec.position_encodings, model.decoder.positions, D)
+    _positions(enc.position_encodings, model.encoder.positions)
+    _positions(dec.position_encodings, model.decoder.positions)
     for layer_spec, layer in zip(enc.layer, model.encoder.layers):
         attn = layer_spec.self_attention
         _linear(attn.linear[0], layer.attn.query, layer.attn.key_value)
