@@ -9,12 +9,15 @@ Systems (run one after another, same data, same joint SentencePiece vocabulary):
     joeynmt-transformer    JoeyNMT 2.3.0, 3+3 layer pre-norm Transformer
     transduce-rnn          configs/multi30k_rnn.yaml
     transduce-transformer  configs/multi30k_transformer.yaml
+    transduce-int8         transduce-transformer's model decoded with int8 linear layers
+    transduce-ct2          transduce-transformer's model exported to CTranslate2
 
 Each peer lives in its own virtual environment under --peers-dir, created on first
 use. Peers have no wall-clock stop, so they are given a huge step budget and are
 stopped once --budget-minutes of training have passed (the clock starts when the
 toolkit logs the start of its training loop); the last complete checkpoint is then
-evaluated. transduce stops itself via ``train.max_minutes``.
+evaluated. transduce stops itself via ``train.max_minutes``. ``--decode-only`` skips
+training and decodes the models that an earlier run left in --work-dir.
 
 Usage (from the repository root; the interpreter needs sentencepiece and sacrebleu):
 
@@ -56,6 +59,7 @@ ALL_SYSTEMS = (
     "transduce-rnn",
     "transduce-transformer",
     "transduce-int8",
+    "transduce-ct2",
 )
 BEAMS = (1, 5)
 DECODE_BATCH = 64
@@ -520,6 +524,7 @@ class Context:
     transduce_python: Path
     transduce_overrides: list[str]  # extra `--set KEY=VALUE` for transduce train
     decode_repeats: int = 1  # decode the test set this many times per beam; keep the fastest
+    decode_only: bool = False  # reuse the models of an earlier run in work_dir
     versions: dict[str, str] = field(default_factory=dict)
     _recipe: Recipe | None = None
 
@@ -776,9 +781,11 @@ class Ct2System(System):
     def notes(self, ctx: Context) -> list[str]:
         step = getattr(self, "converted_step", "?")
         return [f"model: onmt-transformer checkpoint (step {step}) converted to float32",
-                f"Translator(compute_type=float32, inter_threads=1, "
-                f"intra_threads={ctx.threads}); translate_batch(max_batch_size="
-                f"{DECODE_BATCH}); model load excluded; default length penalty 1"]
+                (f"Translator(compute_type=float32, inter_threads={ctx.threads}, "
+                 f"intra_threads=1): batches decoded in parallel, one thread each "
+                 f"(faster here than one batch on {ctx.threads} threads); "
+                 f"translate_batch(max_batch_size={DECODE_BATCH}); model load excluded; "
+                 f"default length penalty 1")]
 
 
 def ct2_decode(argv: Sequence[str]) -> None:
@@ -792,7 +799,7 @@ def ct2_decode(argv: Sequence[str]) -> None:
     import ctranslate2
 
     translator = ctranslate2.Translator(args.model, device="cpu", compute_type="float32",
-                                        inter_threads=1, intra_threads=args.threads)
+                                        inter_threads=args.threads, intra_threads=1)
     sources = [line.split() for line in read_lines(Path(args.src))]
     start = time.perf_counter()
     results = translator.translate_batch(sources, beam_size=args.beam,
@@ -1022,8 +1029,9 @@ class TransduceInt8System(TransduceSystem):
         return ctx.run_dir(self.source)
 
     def train(self, ctx: Context) -> None:
-        if not (self.model_dir(ctx) / "model.safetensors").exists():
-            raise BenchError(f"no trained {self.source} in {self.model_dir(ctx)}: "
+        source = ctx.run_dir(self.source)
+        if not (source / "model.safetensors").exists():
+            raise BenchError(f"no trained {self.source} in {source}: "
                              f"benchmark {self.source} first (in the same --systems list)")
         return None
 
@@ -1031,6 +1039,32 @@ class TransduceInt8System(TransduceSystem):
         return [f"model: {self.source}'s, decoded with --quantize int8 (linear layers in "
                 f"int8, per-channel weight scales)",
                 TRANSDUCE_DECODE_NOTE]
+
+
+class TransduceCt2System(TransduceInt8System):
+    """No training: transduce-transformer's model exported to CTranslate2 (`transduce
+    export`) and decoded through `transduce translate EXPORT_DIR`."""
+
+    decode_flags = ()
+
+    def __init__(self) -> None:
+        TransduceSystem.__init__(self, "transduce-ct2", "multi30k_transformer.yaml")
+
+    def model_dir(self, ctx: Context) -> Path:
+        return ctx.run_dir(self.name) / "export"
+
+    def train(self, ctx: Context) -> None:
+        super().train(ctx)
+        log(f"exporting {self.source} to CTranslate2")
+        run_checked(self.command(ctx, "export", str(ctx.run_dir(self.source)),
+                                 str(self.model_dir(ctx))),
+                    ctx.run_dir(self.name) / "export.log", env=thread_env(ctx.threads),
+                    cwd=REPO_ROOT)
+
+    def notes(self, ctx: Context) -> list[str]:
+        return [(f"model: {self.source}'s, exported to CTranslate2 float32 (transduce "
+                 f"export) and decoded by transduce's CTranslate2 translator ({ctx.threads} "
+                 f"workers of one thread)"), TRANSDUCE_DECODE_NOTE]
 
 
 def read_transduce_log(path: Path) -> dict[str, Any]:
@@ -1052,6 +1086,7 @@ def make_system(name: str) -> System:
         "transduce-transformer": lambda: TransduceSystem("transduce-transformer",
                                                          "multi30k_transformer.yaml"),
         "transduce-int8": TransduceInt8System,
+        "transduce-ct2": TransduceCt2System,
     }
     return factories[name]()
 
@@ -1088,11 +1123,13 @@ def benchmark_system(name: str, ctx: Context) -> SystemResult:
     try:
         system.setup(ctx)
         run_dir = ctx.run_dir(name)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        run_dir.mkdir(parents=True)
-        if system.trains:
+        reuse = ctx.decode_only and system.trains  # the run dir holds the trained model
+        if not reuse:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir(parents=True)
+        if system.trains and not reuse:
             log(f"{name}: training ({ctx.budget_s / 60:g} min budget)")
-        result.train = system.train(ctx)
+        result.train = None if reuse else system.train(ctx)
         if result.train:
             log(f"{name}: {result.train.steps} steps, "
                 f"{_fmt(result.train.tgt_tokens_per_s, 0)} tgt tok/s, "
@@ -1211,6 +1248,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--decode-repeats", type=int, default=3,
                         help="decode the test set N times per beam and report the fastest "
                              "run (all are in the JSON)")
+    parser.add_argument("--decode-only", action="store_true",
+                        help="no training: decode the models an earlier run left in "
+                             "--work-dir (runs/SYSTEM)")
     parser.add_argument("--ckpt-steps", type=int, default=50,
                         help="OpenNMT-py checkpoint interval (it cannot save on a signal)")
     parser.add_argument("--transduce-python", type=Path, default=Path(sys.executable),
@@ -1261,11 +1301,12 @@ def main(argv: Sequence[str]) -> int:
                   threads=args.threads, budget_s=args.budget_minutes * 60,
                   ckpt_steps=args.ckpt_steps, transduce_python=args.transduce_python,
                   transduce_overrides=args.transduce_set,
-                  decode_repeats=args.decode_repeats)
+                  decode_repeats=args.decode_repeats, decode_only=args.decode_only)
     meta: dict[str, Any] = {
         "budget_minutes": args.budget_minutes, "threads": args.threads,
         "test_sentences": len(data.test_refs), "decode_batch": DECODE_BATCH,
         "beams": list(BEAMS), "decode_repeats": args.decode_repeats,
+        "decode_only": args.decode_only,
         "spm": f"joint unigram {SPM_VOCAB_SIZE}",
         "cpu": cpu_model(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "versions": ctx.versions,

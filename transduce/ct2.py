@@ -20,6 +20,7 @@ model.attention_head is 0; other single heads are not selectable in CTranslate2)
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,25 +160,42 @@ def export(model_dir: str | Path, out_dir: str | Path, quantize: str = "none",
 class CTranslate2Translator(Translator):
     """`Translator` over a CTranslate2 export: same tokenization, batching and results; the
     search runs in CTranslate2. `quantize` None decodes as exported, "int8" in int8 and
-    "none" in float32. Uses torch's thread count (torch.set_num_threads) for its threads.
-    Seeded sampling loads the model again for each batch (see `_decode`)."""
+    "none" in float32. Uses torch's thread count (torch.set_num_threads): on CPU as that
+    many workers of one thread each, which decode the batches of a `translate` call in
+    parallel.
+    Seeded sampling loads the model again for each batch (see `_decode_batches`)."""
 
     def __init__(self, model_dir: str | Path, src: Codec, tgt: Codec,
                  decode: DecodeConfig | None = None, device: str | torch.device = "cpu",
                  quantize: str | None = None, max_positions: int | None = None):
-        ct2 = _ctranslate2()
         self.decode = decode or DecodeConfig()
         self.device = torch.device(device)
         if quantize not in (None, "none", "int8"):
             raise ValueError(f"quantize must be 'none' or 'int8', got {quantize!r}")
         compute = {None: "default", "none": "float32", "int8": "int8"}[quantize]
+        # On CPU one worker per thread, each decoding its own batch with one thread: the
+        # many small operations of decoding parallelise poorly inside a batch (on 2 cores,
+        # 2 workers x 1 thread decoded ~2x as fast as 1 worker x 2 threads with beam 5,
+        # ~4x greedy).
+        threads = torch.get_num_threads()
         self._engine_args = {"model_path": str(model_dir), "device": self.device.type,
-                             "compute_type": compute, "inter_threads": 1,
-                             "intra_threads": torch.get_num_threads()}
-        self.engine = ct2.Translator(**self._engine_args)
+                             "compute_type": compute,
+                             "inter_threads": threads if self.device.type == "cpu" else 1,
+                             "intra_threads": 1 if self.device.type == "cpu" else threads}
+        self.engine = self._engine()
         self.quantize = "int8" if self.engine.compute_type.startswith("int8") else "none"
         self.src, self.tgt = src, tgt
         self.max_positions = max_positions
+
+    def _engine(self, **override: Any) -> Any:
+        """A CTranslate2 translator. Creating one sets the calling thread's OpenMP thread
+        count (omp_set_num_threads), which torch shares: with one thread per worker, PyTorch
+        in this process would drop to one thread. Torch's count is set back."""
+        threads = torch.get_num_threads()
+        try:
+            return _ctranslate2().Translator(**{**self._engine_args, **override})
+        finally:
+            torch.set_num_threads(threads)
 
     @classmethod
     def from_export(cls, model_dir: str | Path, device: str = "cpu",
@@ -188,35 +206,55 @@ class CTranslate2Translator(Translator):
         src, tgt = load_codecs(model_dir)
         return cls(model_dir, src, tgt, cfg.decode, device, quantize, cfg.model.max_positions)
 
-    def _decode(self, src_ids: list[list[int]], beam: int, nbest: int, return_attention: bool,
-                sampling: bool, temperature: float, top_k: int, top_p: float,
-                generator: torch.Generator | None) -> list[list[Hypothesis]]:
-        itos = self.src.vocab.itos
-        tokens = [[itos[i] for i in ids] for ids in src_ids]
-        # transduce's limit per sentence (its length counts the </s>), for the longest one
-        longest = max(len(ids) for ids in src_ids) + 1
-        limit = int(longest * self.decode.max_len_ratio) + self.decode.max_len_offset
-        if self.max_positions is not None:
-            limit = min(limit, self.max_positions - 1)
+    def _decode_batches(self, batches: list[list[list[int]]], beam: int, nbest: int,
+                        return_attention: bool, sampling: bool, temperature: float, top_k: int,
+                        top_p: float, generator: torch.Generator | None
+                        ) -> Iterator[list[list[Hypothesis]]]:
+        """All batches are submitted at once, so that the engine's workers (one per thread
+        on CPU) decode several batches in parallel; results come back in batch order."""
+        alpha = self.decode.length_penalty
         # CTranslate2 ranks finished beams by log P / |Y| ** alpha; all of them come back
         # and are ranked here as transduce's beam search ranks them (GNMT penalty).
-        alpha = self.decode.length_penalty
         options: dict[str, Any] = {
             "beam_size": beam, "num_hypotheses": max(beam, nbest), "length_penalty": alpha,
-            "max_decoding_length": limit, "max_input_length": self.max_positions or 0,
-            "return_scores": True, "return_attention": return_attention,
-            "return_end_token": True}
-        engine = self.engine
+            "max_input_length": self.max_positions or 0, "return_scores": True,
+            "return_attention": return_attention, "return_end_token": True}
         if sampling:
             options.update(beam_size=1, num_hypotheses=1, sampling_topk=top_k,
                            sampling_topp=top_p, sampling_temperature=temperature)
-            if generator is not None:
-                # CTranslate2 seeds a worker's generator when the worker starts, not at
-                # set_random_seed (OpenNMT/CTranslate2#1757): seeded sampling gets a new one.
-                ct2 = _ctranslate2()
+        if sampling and generator is not None:
+            # CTranslate2 seeds a worker's generator when the worker starts, not at
+            # set_random_seed (OpenNMT/CTranslate2#1757): each seeded batch gets a new engine,
+            # one batch at a time, on one worker.
+            ct2 = _ctranslate2()
+            for src_ids in batches:
                 ct2.set_random_seed(int(torch.randint(2 ** 31, (1,), generator=generator)))
-                engine = ct2.Translator(**self._engine_args)
-        results = engine.translate_batch(tokens, **options)
+                engine = self._engine(inter_threads=1)
+                results = engine.translate_batch(self._tokens(src_ids),
+                                                 max_decoding_length=self._limit(src_ids),
+                                                 **options)
+                yield self._hypotheses(results, options["beam_size"], alpha, nbest,
+                                       return_attention)
+            return
+        pending = [self.engine.translate_batch(self._tokens(src_ids), asynchronous=True,
+                                               max_decoding_length=self._limit(src_ids),
+                                               **options) for src_ids in batches]
+        for batch in pending:
+            yield self._hypotheses([r.result() for r in batch], options["beam_size"], alpha,
+                                   nbest, return_attention)
+
+    def _tokens(self, src_ids: list[list[int]]) -> list[list[str]]:
+        itos = self.src.vocab.itos
+        return [[itos[i] for i in ids] for ids in src_ids]
+
+    def _limit(self, src_ids: list[list[int]]) -> int:
+        """transduce's length limit (its length counts the </s>), for the batch's longest."""
+        longest = max(len(ids) for ids in src_ids) + 1
+        limit = int(longest * self.decode.max_len_ratio) + self.decode.max_len_offset
+        return limit if self.max_positions is None else min(limit, self.max_positions - 1)
+
+    def _hypotheses(self, results: list[Any], beam: int, alpha: float, nbest: int,
+                    return_attention: bool) -> list[list[Hypothesis]]:
         out = []
         for result in results:
             hyps = []
@@ -224,7 +262,7 @@ class CTranslate2Translator(Translator):
                 length = len(toks)  # </s> included
                 ids = self.tgt.vocab.encode(toks[:-1] if toks and toks[-1] == EOS else toks)
                 log_prob = score * length ** alpha
-                search_score = log_prob if options["beam_size"] == 1 \
+                search_score = log_prob if beam == 1 \
                     else log_prob / float(length_penalty(torch.tensor(length), alpha))
                 hyps.append(Hypothesis(ids, search_score, log_prob,
                                        _attention(result.attention[k], len(ids) + 1)

@@ -3,9 +3,9 @@ training and the server all go through `Translator.translate`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -95,13 +95,23 @@ class Translator:
                 encoded.append((i, tokens, self.src.vocab.encode(tokens)))
         encoded.sort(key=lambda e: len(e[2]))  # similar lengths together: less padding
         size = batch_size or self.decode.batch_size
-        for start in range(0, len(encoded), size):
-            chunk = encoded[start:start + size]
-            hyps = self._decode([e[2] for e in chunk], beam, nbest, return_attention, sampling,
-                                temperature, top_k, top_p, generator)
+        chunks = [encoded[start:start + size] for start in range(0, len(encoded), size)]
+        decoded = self._decode_batches([[e[2] for e in chunk] for chunk in chunks], beam, nbest,
+                                       return_attention, sampling, temperature, top_k, top_p,
+                                       generator)
+        for chunk, hyps in zip(chunks, decoded):
             for (i, tokens, _), nb in zip(chunk, hyps):
                 results[i] = self._translation(texts[i], tokens, nb)
         return [r for r in results if r is not None]
+
+    def _decode_batches(self, batches: list[list[list[int]]], beam: int, nbest: int,
+                        return_attention: bool, sampling: bool, temperature: float, top_k: int,
+                        top_p: float, generator: torch.Generator | None
+                        ) -> Iterator[list[list[Hypothesis]]]:
+        """`_decode` of each batch in turn (an engine may run them concurrently)."""
+        for src_ids in batches:
+            yield self._decode(src_ids, beam, nbest, return_attention, sampling, temperature,
+                               top_k, top_p, generator)
 
     @torch.no_grad()
     def _decode(self, src_ids: list[list[int]], beam: int, nbest: int, return_attention: bool,

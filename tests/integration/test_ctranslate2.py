@@ -117,6 +117,27 @@ def test_translations_through_the_export_match_pytorch(transformer_dir, demo_spl
     assert all(sum(row) == pytest.approx(1.0, abs=1e-3) for row in r.attention)
 
 
+def test_export_decodes_small_batches_in_parallel_in_input_order(transformer_dir,
+                                                                  demo_splits, tmp_path):
+    """Two workers (one per thread) take the batches of one call concurrently; every
+    translation still lands on its own source. Loading the export leaves torch's thread
+    count alone (CTranslate2 sets the shared OpenMP count to its one thread per worker)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ct2_tr = Translator.load(export(transformer_dir, tmp_path / "ct2"))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert ct2_tr.engine.num_translators == 2
+    srcs = [s for s, _ in demo_splits["test"]]
+    want = Translator.load(transformer_dir).translate(srcs, beam_size=5, batch_size=6)
+    got = ct2_tr.translate(srcs, beam_size=5, batch_size=6)
+    assert [r.source for r in got] == srcs
+    same = sum(x.text == y.text for x, y in zip(want, got))
+    assert same >= 0.95 * len(srcs), f"{same}/{len(srcs)} identical"
+
+
 def test_seeded_sampling_through_the_export_is_reproducible(transformer_dir, demo_splits,
                                                             tmp_path):
     tr = Translator.load(export(transformer_dir, tmp_path / "ct2"))
