@@ -211,7 +211,9 @@ class CTranslate2Translator(Translator):
                         top_p: float, generator: torch.Generator | None
                         ) -> Iterator[list[list[Hypothesis]]]:
         """All batches are submitted at once, so that the engine's workers (one per thread
-        on CPU) decode several batches in parallel; results come back in batch order."""
+        on CPU) decode several batches in parallel; results come back in batch order.
+        Fewer batches than workers (a short input, a server's batch) are split so that every
+        worker gets a share."""
         alpha = self.decode.length_penalty
         # CTranslate2 ranks finished beams by log P / |Y| ** alpha; all of them come back
         # and are ranked here as transduce's beam search ranks them (GNMT penalty).
@@ -236,9 +238,11 @@ class CTranslate2Translator(Translator):
                 yield self._hypotheses(results, options["beam_size"], alpha, nbest,
                                        return_attention)
             return
-        pending = [self.engine.translate_batch(self._tokens(src_ids), asynchronous=True,
-                                               max_decoding_length=self._limit(src_ids),
-                                               **options) for src_ids in batches]
+        workers = self.engine.num_translators
+        pending = [self.engine.translate_batch(
+            self._tokens(src_ids), asynchronous=True, max_decoding_length=self._limit(src_ids),
+            max_batch_size=-(-len(src_ids) // workers) if len(batches) < workers else 0,
+            **options) for src_ids in batches]
         for batch in pending:
             yield self._hypotheses([r.result() for r in batch], options["beam_size"], alpha,
                                    nbest, return_attention)

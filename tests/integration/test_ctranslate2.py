@@ -136,6 +136,13 @@ def test_export_decodes_small_batches_in_parallel_in_input_order(transformer_dir
     assert [r.source for r in got] == srcs
     same = sum(x.text == y.text for x, y in zip(want, got))
     assert same >= 0.95 * len(srcs), f"{same}/{len(srcs)} identical"
+    # One batch (fewer than the workers) is split between them.
+    few = srcs[:12]
+    got = ct2_tr.translate(few, beam_size=5)
+    assert [r.source for r in got] == few
+    same = sum(x.text == y.text for x, y in zip(Translator.load(transformer_dir).translate(
+        few, beam_size=5), got))
+    assert same >= 10, f"{same}/12 identical"
 
 
 def test_seeded_sampling_through_the_export_is_reproducible(transformer_dir, demo_splits,
