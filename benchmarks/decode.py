@@ -8,8 +8,8 @@ On a shared machine one timing can be 20-40% off the next one of the same thing,
 translates the whole test set once per round, the order alternating from round to round,
 and the table gives the median and best sentences/s over the rounds and the median of the
 per-round speed ratios to the first configuration (first model, first quantize setting) at
-the same beam (a ratio from the same round shares its noise). Model loading is not timed; tokenization
-and detokenization are, as in `transduce translate`.
+the same beam (a ratio from the same round shares its noise). Model loading is not timed;
+tokenization and detokenization are, as in `transduce translate`.
 
     python benchmarks/decode.py MODEL_DIR [EXPORT_DIR ...] --src test.en.gz --ref test.de.gz \
         [--beams 1,5] [--quantize none,int8] [--rounds 5] [--threads 2] [--json-out F]
@@ -91,8 +91,8 @@ def run(models: list[Path], src: list[str], ref: list[str], beams: list[int],
 
 
 def table(results: list[Result]) -> str:
-    head = ("model", "engine", "quantize", "beam", "BLEU", "chrF", "sents/s median", "best", "tok/s median",
-            "ratio")
+    head = ("model", "engine", "quantize", "beam", "BLEU", "chrF", "sents/s median", "best",
+            "tok/s median", "ratio")
     rows = [head] + [(Path(r.model).name, r.engine, r.quantize, str(r.beam), f"{r.bleu:.2f}",
                       f"{r.chrf:.2f}", f"{statistics.median(r.sents_per_s):.1f}",
                       f"{max(r.sents_per_s):.1f}", f"{statistics.median(r.tokens_per_s):.0f}",
