@@ -18,6 +18,15 @@ DATA = Path(os.environ.get("TRANSDUCE_DATA", ROOT.parent / "shared" / "data"))
 torch.set_num_threads(1)  # tiny models: one thread is faster and repeatable on a shared machine
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prepared_data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Prepared training data goes to a folder of this test session (CLI subprocesses
+    inherit it), never to the user's ~/.cache/transduce."""
+    root = tmp_path_factory.mktemp("transduce-cache")
+    os.environ["TRANSDUCE_CACHE"] = str(root)
+    return root
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """../shared/data (override with TRANSDUCE_DATA). Tests that need it fail loudly if absent."""

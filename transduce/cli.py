@@ -76,6 +76,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from transduce.config import load_config
+    from transduce.data.prepare import prepare
+
+    cfg = load_config(args.config, args.set)
+    prepare(cfg, threads=args.threads, force=args.force)
+    return 0
+
+
 def _read_input(path: str | None) -> Iterator[tuple[int, str]]:
     stream = open(path, "rb") if path and path != "-" else sys.stdin.buffer
     name = path if path and path != "-" else "<stdin>"
@@ -248,6 +257,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--minutes", type=float, default=2.5, help="training time budget")
     s.add_argument("--seed", type=int, default=1)
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("prepare", help="tokenize the training data once into a memory-mapped "
+                       "cache (train does it when needed)")
+    s.add_argument("config")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable)")
+    s.add_argument("--threads", type=int, default=None,
+                   help="tokenizer threads (default: one per core)")
+    s.add_argument("--force", action="store_true", help="rebuild even if a valid cache exists")
+    s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("train", help="train a model from a YAML config")
     s.add_argument("config")

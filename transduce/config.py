@@ -11,6 +11,7 @@ import copy
 import difflib
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -26,11 +27,35 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class DataConfig(_Section):
-    """Where the parallel text lives, and how it is filtered."""
+class CorpusConfig(_Section):
+    """One training corpus: line-aligned `src`/`tgt` files, or one TSV/JSONL file (`path`)."""
 
-    train_src: Optional[str] = None
+    src: Optional[str] = None  # line-aligned plain or .gz text
+    tgt: Optional[str] = None
+    path: Optional[str] = None  # one file with both sides
+    format: Literal["auto", "tsv", "jsonl"] = "auto"  # auto: from the name (.tsv, .jsonl[.gz])
+    # tsv: column numbers, 0-based (default 0 and 1); jsonl: keys, dotted for nested objects
+    # such as translation.en (default src and tgt)
+    src_field: Optional[str] = None
+    tgt_field: Optional[str] = None
+    weight: float = 1.0  # sampling weight: this corpus's share of an epoch is weight x its size
+
+    @model_validator(mode="after")
+    def _check(self) -> "CorpusConfig":
+        if (self.path is None) == (self.src is None or self.tgt is None):
+            raise ValueError("a training corpus needs either 'src' and 'tgt' (line-aligned "
+                             "files) or 'path' (one TSV or JSONL file)")
+        if self.weight <= 0:
+            raise ValueError(f"a corpus weight must be > 0 (got {self.weight})")
+        return self
+
+
+class DataConfig(_Section):
+    """Where the parallel text lives, and how it is filtered and prepared."""
+
+    train_src: Optional[str] = None  # one line-aligned training corpus (or use `train`)
     train_tgt: Optional[str] = None
+    train: Optional[list[CorpusConfig]] = None  # several corpora, each with a weight
     valid_src: Optional[str] = None
     valid_tgt: Optional[str] = None
     test_src: Optional[str] = None
@@ -38,8 +63,29 @@ class DataConfig(_Section):
     src_lang: str = "src"
     tgt_lang: str = "tgt"
     max_len: int = 100  # tokens per side; longer training pairs are filtered (and counted)
+    max_len_ratio: Optional[float] = 9.0  # drop pairs whose token lengths differ more (null: off)
+    dedup: bool = True  # drop exact duplicate pairs (after the first)
+    on_bad_line: Literal["error", "skip"] = "error"  # not UTF-8, a malformed TSV/JSONL line
     max_train_pairs: Optional[int] = None  # use only the first N training pairs
     lowercase: bool = False
+    cache_dir: Optional[str] = None  # prepared data; default $TRANSDUCE_CACHE or ~/.cache/transduce
+    tokenizer_sample: int = 1_000_000  # sentences per side the tokenizer is trained on
+    shuffle_window: int = 1_000_000  # pairs sorted by length together before batching
+
+    def corpora(self) -> list[CorpusConfig]:
+        """The training corpora: `train`, or the one `train_src`/`train_tgt` pair."""
+        if self.train:
+            return list(self.train)
+        if self.train_src and self.train_tgt:
+            return [CorpusConfig(src=self.train_src, tgt=self.train_tgt)]
+        return []
+
+    @model_validator(mode="after")
+    def _check(self) -> "DataConfig":
+        if self.train and (self.train_src or self.train_tgt):
+            raise ValueError("give the training data either as data.train (a list of corpora) "
+                             "or as data.train_src/train_tgt, not both")
+        return self
 
 
 class TokenizerConfig(_Section):
@@ -203,6 +249,24 @@ def _check_keys(model: type[BaseModel], data: Any, path: str) -> None:
             if value is not None and not isinstance(value, dict):
                 raise ConfigError(f"config key '{where}' must be a mapping of options")
             _check_keys(sub, value, f"{where}.")
+        item = _list_item_model(sub)
+        if item is not None and value is not None:
+            if not isinstance(value, list):
+                raise ConfigError(f"config key '{where}' must be a list")
+            for i, entry in enumerate(value):
+                if not isinstance(entry, dict):
+                    raise ConfigError(f"config key '{where}[{i}]' must be a mapping of options")
+                _check_keys(item, entry, f"{where}[{i}].")
+
+
+def _list_item_model(annotation: Any) -> type[BaseModel] | None:
+    """M for annotations list[M] and Optional[list[M]], where M is a config section."""
+    for arg in (annotation, *typing.get_args(annotation)):
+        if typing.get_origin(arg) is list:
+            (inner,) = typing.get_args(arg)
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                return inner
+    return None
 
 
 def _format_validation(err: ValidationError) -> str:
@@ -238,10 +302,16 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     except ValidationError as e:
         raise ConfigError(_format_validation(e)) from None
     d = cfg.data
-    for name in ("train_src", "train_tgt", "valid_src", "valid_tgt", "test_src", "test_tgt"):
+    for name in ("train_src", "train_tgt", "valid_src", "valid_tgt", "test_src", "test_tgt",
+                 "cache_dir"):
         value = getattr(d, name)
         if value is not None:
             setattr(d, name, expand_env(value))
+    for corpus in d.train or []:
+        for name in ("src", "tgt", "path"):
+            value = getattr(corpus, name)
+            if value is not None:
+                setattr(corpus, name, expand_env(value))
     cfg.train.out_dir = expand_env(cfg.train.out_dir)
     pre = cfg.model.pretrained_embeddings
     for name in ("src", "tgt"):

@@ -185,8 +185,8 @@ def test_trainer_reports_the_filtered_count(tmp_path: Path):
     })
     messages: list[str] = []
     trainer = Trainer(cfg, log=messages.append)
-    assert len(trainer.train_data) == 2
-    assert any("filtered 2 of 4 training pairs" in m and "data.max_len=5" in m
+    assert len(trainer.data) == 2
+    assert any("4 pairs read, 2 kept" in m and "2 longer than max_len=5" in m
                for m in messages), messages
     with pytest.raises(ValueError, match="no training pairs left"):
         Trainer(load_config(cfg.model_dump(mode="json"), ["data.max_len=1"]),

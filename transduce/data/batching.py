@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
 
@@ -56,24 +56,49 @@ def make_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], batch_tokens:
     given, so each batch holds similar lengths and padding stays small; then the order
     of batches is shuffled. The same seed gives the same batches (resumable epochs).
     """
-    rng = random.Random(seed) if seed is not None else None
-    order = list(range(len(src_lens)))
+    rng = np.random.default_rng(seed) if seed is not None else None
+    batches = plan_batches(np.asarray(src_lens, dtype=np.int64),
+                           np.asarray(tgt_lens, dtype=np.int64), np.arange(len(src_lens)),
+                           batch_tokens, rng, max_sentences=max_sentences)
+    return [b.tolist() for b in batches]
+
+
+def plan_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, examples: np.ndarray,
+                 batch_tokens: int, rng: np.random.Generator | None,
+                 window: int | None = None, max_sentences: int | None = None) -> list[np.ndarray]:
+    """Batches of `examples` (indices into the length arrays), length-bucketed within
+    shuffled windows.
+
+    With `rng`, the examples are shuffled, then each window of `window` examples (all of
+    them when None) is sorted by (tgt, src) length, the shuffle breaking ties, and cut
+    into batches whose padded size, (longest side + 1) x sentences, stays within
+    `batch_tokens`; finally the order of all batches is shuffled. Without `rng`, the
+    examples are sorted as they come and the batches keep their order.
+    """
+    order = rng.permutation(examples) if rng is not None else np.asarray(examples)
+    window = window or max(len(order), 1)
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), window):
+        part = order[start:start + window]
+        part = part[np.lexsort((src_lens[part], tgt_lens[part]))]  # stable: ties stay shuffled
+        longest = np.maximum(src_lens[part], tgt_lens[part]) + 1
+        bounds = _cut(longest, batch_tokens, max_sentences)
+        batches += [part[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     if rng is not None:
-        rng.shuffle(order)
-    order.sort(key=lambda i: (tgt_lens[i], src_lens[i]))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for i in order:
-        length = max(src_lens[i], tgt_lens[i]) + 1
-        too_many = max_sentences is not None and len(current) >= max_sentences
-        if current and (max(longest, length) * (len(current) + 1) > batch_tokens or too_many):
-            batches.append(current)
-            current, longest = [], 0
-        current.append(i)
-        longest = max(longest, length)
-    if current:
-        batches.append(current)
-    if rng is not None:
-        rng.shuffle(batches)
+        batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def _cut(longest: np.ndarray, batch_tokens: int, max_sentences: int | None) -> list[int]:
+    """Boundaries of greedy batches along `longest` (each example's padded length): a batch
+    grows while max(longest) x size <= batch_tokens; it holds at least one example."""
+    bounds, i, n = [0], 0, len(longest)
+    while i < n:
+        cap = max(1, batch_tokens // int(longest[i]))  # no batch can hold more
+        if max_sentences is not None:
+            cap = min(cap, max_sentences)
+        widest = np.maximum.accumulate(longest[i:i + cap])
+        over = np.flatnonzero(widest * np.arange(1, len(widest) + 1) > batch_tokens)
+        i += max(int(over[0]) if len(over) else len(widest), 1)
+        bounds.append(i)
+    return bounds

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from itertools import chain
 from typing import Sequence
+
+import numpy as np
 
 from transduce.config import TokenizerConfig
 from transduce.text.tokenizers import (
@@ -34,6 +37,35 @@ class Codec:
 
     def tokens(self, ids: Sequence[int]) -> list[str]:
         return self.vocab.decode(ids)
+
+    def encode_many(self, texts: Sequence[str], threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of many texts at once: (all ids concatenated (int32), each text's length).
+
+        Equal to `encode` text by text. SentencePiece encodes on `threads` threads and its
+        ids are mapped to ours through a table, without token strings in between.
+        """
+        if self.lowercase:
+            texts = [t.lower() for t in texts]
+        tok = self.tokenizer
+        if isinstance(tok, SentencePieceTokenizer):
+            ids: list[list[int]] = tok.sp.encode(list(texts), out_type=int, num_threads=threads)
+        else:
+            ids = [self.vocab.encode(tok.tokenize(t)) for t in texts]
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
+        if isinstance(tok, SentencePieceTokenizer):
+            flat = self._piece_table()[flat]
+        return flat, lengths
+
+    def _piece_table(self) -> np.ndarray:
+        """SentencePiece id -> our vocabulary id (pieces we lack map to <unk>)."""
+        table = getattr(self, "_table", None)
+        if table is None:
+            sp, stoi, unk = self.tokenizer.sp, self.vocab.stoi, self.vocab.unk_id  # type: ignore[attr-defined]
+            table = np.array([stoi.get(sp.id_to_piece(i), unk) for i in range(sp.get_piece_size())],
+                             dtype=np.int32)
+            self._table = table
+        return table
 
 
 def _train_tokenizer(cfg: TokenizerConfig, texts: list[str]) -> Tokenizer:

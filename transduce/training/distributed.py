@@ -15,14 +15,10 @@ machines. NCCL on CUDA devices, gloo on CPUs.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
-
-from transduce.text import Codec, load_codecs, save_codecs
 
 
 @dataclass(frozen=True)
@@ -67,24 +63,7 @@ def reduce(world: World, values: list[float], op: str = "sum",
     return t.tolist()
 
 
-def share_codecs(world: World, codecs: tuple[Codec, Codec] | None) -> tuple[Codec, Codec]:
-    """Rank 0's tokenizers and vocabularies, on every process (their files travel as bytes,
-    so the processes need not share a filesystem)."""
-    if world.size == 1:
-        assert codecs is not None
-        return codecs
-    files: list[dict[str, bytes] | None] = [None]
-    if world.main:
-        assert codecs is not None
-        with tempfile.TemporaryDirectory() as tmp:
-            save_codecs(*codecs, tmp)
-            files = [{p.name: p.read_bytes() for p in Path(tmp).iterdir()}]
-    dist.broadcast_object_list(files, src=0)
-    if world.main:
-        assert codecs is not None
-        return codecs
-    assert files[0] is not None
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, data in files[0].items():
-            (Path(tmp) / name).write_bytes(data)
-        return load_codecs(tmp)
+def barrier(world: World) -> None:
+    """Wait until every process gets here (rank 0 preparing the data, say)."""
+    if world.size > 1:
+        dist.barrier()

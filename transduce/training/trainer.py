@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import shutil
 import signal
@@ -14,17 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm import tqdm
 
 from transduce.config import Config, save_config
 from transduce.data import Batch, collate, make_batches, read_parallel
-from transduce.data.dataset import EncodedCorpus, encode_pairs
+from transduce.data.batching import plan_batches
+from transduce.data.dataset import PreparedCorpus, encode_pairs
+from transduce.data.loader import Prefetcher
+from transduce.data.prepare import check_cache, find_cache, prepare
 from transduce.evaluate import score
 from transduce.models import build_model, count_parameters
 from transduce.models.build import load_pretrained_embeddings
-from transduce.text import build_codecs, load_codecs, save_codecs
+from transduce.text import load_codecs, save_codecs
 from transduce.training import distributed
 from transduce.training.checkpoint import (
     CHECKPOINTS,
@@ -63,8 +68,10 @@ def resolve_device(setting: str) -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32. 'auto': bf16 where supported, else fp16 on CUDA."""
+def resolve_precision(setting: str, device: torch.device,
+                      log: Callable[[str], None] = print) -> torch.dtype | None:
+    """The autocast dtype, or None for fp32. 'auto': on CUDA bf16 where supported, else fp16;
+    on a CPU bf16 only where a timed matrix product shows it to be much faster than fp32."""
     if setting == "fp32":
         return None
     if setting == "bf16":
@@ -73,17 +80,35 @@ def resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if torch.backends.mkldnn.is_available() and _cpu_has_bf16() else None
+    speedup = bf16_speedup()
+    # The small Transformer's step gained ~1.15x where bf16 products ran 2.3-3x fp32's
+    # speed: below ~1.5x the casts around the products eat the gain.
+    choice = torch.bfloat16 if speedup >= 1.5 else None
+    log(f"precision auto: bf16 matrix products run at {speedup:.2f}x fp32's speed on this "
+        f"CPU -> {'bf16' if choice else 'fp32'}")
+    return choice
 
 
-def _cpu_has_bf16() -> bool:
-    """True only with AMX matrix units: with AVX512-BF16 alone, bf16 matrix products measured
-    about 2x slower than fp32 (a 2048x2048 product: 340 ms vs 180 ms on 2 cores)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags and "amx_tile" in flags
+def bf16_speedup(size: int = 512, repeats: int = 5) -> float:
+    """fp32 time / bf16 time of a (size x size) matrix product on this CPU, best of
+    `repeats` (some tens of milliseconds). CPU flags don't tell: avx512_bf16 without AMX
+    measured 0.6x, AMD Zen 4 2.3-3x."""
+    if not torch.backends.mkldnn.is_available():
+        return 0.0
+
+    def best(dtype: torch.dtype) -> float:
+        a = torch.randn(size, size).to(dtype)
+        b = torch.randn(size, size).to(dtype)
+        a @ b  # warm-up: the first call picks a kernel
+        times = []
+        for _ in range(repeats):
+            tick = time.perf_counter()
+            for _ in range(4):
+                a @ b
+            times.append(time.perf_counter() - tick)
+        return min(times)
+
+    return best(torch.float32) / max(best(torch.bfloat16), 1e-9)
 
 
 def make_optimizer(cfg: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -111,6 +136,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, resume: bool = False, log: Callable[[str], None] = print):
         t, d = cfg.train, cfg.data
+        self.started = time.time()
         self.device = resolve_device(t.device)
         self.world = distributed.init(self.device.type == "cuda")
         if self.world.size > 1 and self.device.type == "cuda":
@@ -118,29 +144,21 @@ class Trainer:
         self.cfg, self.log = cfg, log if self.world.main else (lambda _: None)
         log = self.log
         self.out = Path(t.out_dir)
-        self.amp_dtype = resolve_precision(t.precision, self.device)
+        self.amp_dtype = resolve_precision(t.precision, self.device, log)
+        if self.world.size > 1 and t.precision == "auto":  # timings differ: all take bf16 if any
+            if distributed.reduce(self.world, [float(self.amp_dtype is not None)], "max")[0]:
+                self.amp_dtype = self.amp_dtype or torch.bfloat16
         if t.threads:
             torch.set_num_threads(t.threads)
         random.seed(t.seed)
         torch.manual_seed(t.seed)
-        if not d.train_src or not d.train_tgt:
-            raise ValueError("data.train_src and data.train_tgt must name the training files")
-        src_text, tgt_text = read_parallel(d.train_src, d.train_tgt, d.max_train_pairs)
         self.valid_text = read_parallel(d.valid_src, d.valid_tgt) \
             if d.valid_src and d.valid_tgt else None
         ckpt = latest_checkpoint(self.out) if resume else None
         if resume and ckpt is None:
             log(f"no checkpoint in {self.out}/checkpoints: starting from scratch")
-        if ckpt is not None:
-            self.src, self.tgt = load_codecs(self.out)
-        else:
-            codecs = None
-            if self.world.main:
-                log(f"building {cfg.tokenizer.kind} tokenizer(s) on {len(src_text):,} pairs")
-                codecs = build_codecs(cfg.tokenizer, src_text, tgt_text, d.lowercase)
-            self.src, self.tgt = distributed.share_codecs(self.world, codecs)
-        self.train_data = encode_pairs(src_text, tgt_text, self.src, self.tgt, d.max_len)
-        self._report_filtered(self.train_data, len(src_text))
+        self.data = PreparedCorpus(self._prepared(self.out if ckpt is not None else None))
+        self.src, self.tgt = load_codecs(self.data.path)
         self.valid_data = encode_pairs(*self.valid_text, self.src, self.tgt) \
             if self.valid_text else None
         self.model = build_model(cfg.model, len(self.src.vocab), len(self.tgt.vocab),
@@ -152,6 +170,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype == torch.float16)
         self.progress = Progress()
+        self._plan: tuple[int, list[np.ndarray]] | None = None
         per_epoch = len(self.epoch_batches(0))
         self.planned_steps = max(1, -(-per_epoch // t.accum_steps) * t.max_epochs)
         if t.max_steps:
@@ -199,14 +218,21 @@ class Trainer:
             tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
             tmp.replace(path)
 
-    def _report_filtered(self, data: EncodedCorpus, total: int) -> None:
-        if data.n_too_long:
-            self.log(f"filtered {data.n_too_long:,} of {total:,} training pairs longer than "
-                     f"data.max_len={self.cfg.data.max_len} tokens")
-        if data.n_empty:
-            self.log(f"skipped {data.n_empty:,} training pairs with an empty side")
-        if not len(data):
-            raise ValueError("no training pairs left after filtering; check data.max_len")
+    def _prepared(self, tokenizer_dir: Path | None) -> Path:
+        """The prepared cache of the training data: rank 0 prepares (or reuses) it while the
+        other processes wait, then every process memory-maps the same files."""
+        threads = self.cfg.train.threads or os.cpu_count() or 1
+        if self.world.main:
+            path = prepare(self.cfg, tokenizer_dir, threads, self.log)
+        distributed.barrier(self.world)
+        if not self.world.main:
+            path, _ = find_cache(self.cfg, tokenizer_dir)
+            problem = check_cache(path)
+            if problem is not None:
+                raise ValueError(f"rank {self.world.rank} cannot read the prepared data at "
+                                 f"{path} ({problem}): data.cache_dir must be on a filesystem "
+                                 "that every machine shares")
+        return path
 
     def _load_pretrained(self) -> None:
         pre = self.cfg.model.pretrained_embeddings
@@ -218,20 +244,25 @@ class Trainer:
 
     # ---- the loop ---------------------------------------------------------------------
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """This process's batches of an epoch: with N processes, every N-th batch from its
-        rank on, the same number for every process (a remainder of < N batches is skipped)."""
-        d = self.train_data
-        batches = make_batches([len(s) for s in d.src], [len(t) for t in d.tgt],
-                               self.cfg.train.batch_tokens, seed=self.cfg.train.seed + epoch)
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """This process's batches of an epoch (rows of the prepared data): with N processes,
+        every N-th batch from its rank on, the same number for every process (a remainder
+        of < N batches is skipped). The same epoch always gives the same batches."""
+        if self._plan is not None and self._plan[0] == epoch:
+            return self._plan[1]
+        d, t = self.cfg.data, self.cfg.train
+        rng = np.random.default_rng(t.seed + epoch)
+        examples = self.data.epoch_examples([c.weight for c in d.corpora()], rng)
+        batches = plan_batches(self.data.src_len, self.data.tgt_len, examples, t.batch_tokens,
+                               rng, d.shuffle_window)
         n, rank = self.world.size, self.world.rank
-        return batches[rank:len(batches) // n * n:n]
+        self._plan = (epoch, batches[rank:len(batches) // n * n:n])
+        return self._plan[1]
 
-    def _batch(self, indices: Sequence[int]) -> Batch:
+    def _batches(self, rows: list[np.ndarray]) -> list[Batch]:
         v = self.tgt.vocab
-        d = self.train_data
-        return collate([d.src[i] for i in indices], [d.tgt[i] for i in indices], v.pad_id,
-                       v.bos_id, v.eos_id).to(self.device)
+        return [self.data.collate(r, v.pad_id, v.bos_id, v.eos_id).to(self.device)
+                for r in rows]
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
@@ -281,44 +312,15 @@ class Trainer:
                    smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30.0,
                    disable=not t.progress or not self.world.main)
         started = time.time() - p.elapsed_s
-        reason = ""
-        window_loss, window_tokens, window_time = 0.0, 0, 0.0
         try:
             while p.epoch < t.max_epochs:
                 batches = self.epoch_batches(p.epoch)
-                while p.batch_in_epoch < len(batches):
-                    group = batches[p.batch_in_epoch:p.batch_in_epoch + t.accum_steps]
-                    tick = time.time()
-                    data = [self._batch(ix) for ix in group]
-                    loss, n = self.train_step(data)
-                    dt = time.time() - tick
-                    p.batch_in_epoch += len(group)
-                    p.step += 1
-                    p.tgt_tokens += n
-                    p.train_time_s += dt
-                    window_loss += loss * n
-                    window_tokens += n
-                    window_time += dt
-                    p.elapsed_s = time.time() - started
-                    if self.world.size > 1:  # one clock and one stop signal for all
-                        p.elapsed_s, stop = distributed.reduce(
-                            self.world, [p.elapsed_s, float(stop_requested["flag"])], "max",
-                            self.device)
-                        stop_requested["flag"] = stop > 0
-                    if p.step % t.log_every == 0 or p.step == 1:
-                        bar.set_postfix(self._postfix(window_loss / window_tokens,
-                                                      window_tokens / window_time), refresh=False)
-                        window_loss, window_tokens, window_time = 0.0, 0, 0.0
-                    bar.update(1)
-                    if stop_requested["flag"]:
-                        self._checkpoint()
-                        return self._finish(bar, "stopped by SIGTERM; continue with --resume")
-                    reason = self._stop_reason()
-                    if p.step % t.valid_every == 0 or reason:
-                        if self.validate(bar, final=bool(reason)):
-                            reason = reason or "early stopping"
-                    if reason:
-                        return self._finish(bar, reason)
+                groups = [batches[i:i + t.accum_steps]
+                          for i in range(p.batch_in_epoch, len(batches), t.accum_steps)]
+                with Prefetcher(self._batches, groups) as loader:
+                    reason = self._epoch(loader, bar, started, stop_requested)
+                if reason:
+                    return self._finish(bar, reason)
                 p.epoch += 1
                 p.batch_in_epoch = 0
             self.validate(bar, final=True)
@@ -330,6 +332,47 @@ class Trainer:
             raise
         finally:
             signal.signal(signal.SIGTERM, old)
+
+    def _epoch(self, loader: Prefetcher, bar: tqdm, started: float,
+               stop_requested: dict[str, bool]) -> str:
+        """Train on the rest of this epoch's batches; a reason to stop, or "" at its end."""
+        t, p = self.cfg.train, self.progress
+        window_loss, window_tokens, window_time = 0.0, 0, 0.0
+        tick = time.time()
+        for data in loader:  # waiting for a batch counts as training time
+            loss, n = self.train_step(data)
+            if p.step == 0:
+                self.log(f"first update after {time.time() - self.started:.1f} s")
+            dt = time.time() - tick
+            p.batch_in_epoch += len(data)
+            p.step += 1
+            p.tgt_tokens += n
+            p.train_time_s += dt
+            window_loss += loss * n
+            window_tokens += n
+            window_time += dt
+            p.elapsed_s = time.time() - started
+            if self.world.size > 1:  # one clock and one stop signal for all
+                p.elapsed_s, stop = distributed.reduce(
+                    self.world, [p.elapsed_s, float(stop_requested["flag"])], "max",
+                    self.device)
+                stop_requested["flag"] = stop > 0
+            if p.step % t.log_every == 0 or p.step == 1:
+                bar.set_postfix(self._postfix(window_loss / window_tokens,
+                                              window_tokens / window_time), refresh=False)
+                window_loss, window_tokens, window_time = 0.0, 0, 0.0
+            bar.update(1)
+            if stop_requested["flag"]:
+                self._checkpoint()
+                return "stopped by SIGTERM; continue with --resume"
+            reason = self._stop_reason()
+            if p.step % t.valid_every == 0 or reason:
+                if self.validate(bar, final=bool(reason)):
+                    reason = reason or "early stopping"
+            if reason:
+                return reason
+            tick = time.time()  # validation is not training time
+        return ""
 
     def budget_used(self, step: int) -> float:
         """The fraction of the training budget spent after `step` updates: of the planned
