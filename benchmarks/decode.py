@@ -82,7 +82,7 @@ def run(models: list[Path], src: list[str], ref: list[str], beams: list[int],
             out[key].tokens_per_s.append(round(sum(len(h.tgt_tokens) for h in hyps) / seconds, 1))
         print(f"round {r + 1}/{rounds}: " + ", ".join(
             f"{q} b{b} {out[m, q, b].sents_per_s[-1]:.0f}" for m, q, b in configs), flush=True)
-    for (m, q, b), res in out.items():
+    for (_m, _q, b), res in out.items():
         first = out[str(models[0]), quantize[0], b]
         if res is not first:
             res.ratio_to_first = round(statistics.median(

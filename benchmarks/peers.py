@@ -1145,7 +1145,7 @@ def benchmark_system(name: str, ctx: Context) -> SystemResult:
             result.decode.append(decoded)
             log(f"{name}: beam {beam}: BLEU {decoded.bleu} chrF {decoded.chrf} "
                 f"{decoded.sents_per_s} sent/s")
-    except Exception as exc:  # noqa: BLE001 - one failing system must not stop the others
+    except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
         log(f"{name}: FAILED: {result.error.splitlines()[0]}")
     result.notes = system.notes(ctx)

@@ -107,7 +107,7 @@ def start_server(model_dir: Path, port: int, batching: bool,
            "--port", str(port), "--no-access-log", *extra]
     if not batching:
         cmd.append("--no-batching")
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by run_mode
+    log = tempfile.TemporaryFile()
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log
 
 

@@ -24,7 +24,7 @@ def start(model_dir: Path, *flags: str) -> tuple[subprocess.Popen[str], str]:
     """Start `transduce serve` on a free loopback port; return (process, base URL) once ready."""
     port = free_port()
     # a file, not a pipe: a pipe nobody reads fills up and blocks the server
-    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - lives as long as the process
+    log = tempfile.TemporaryFile("w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "transduce", "serve", str(model_dir), "--host", "127.0.0.1",
          "--port", str(port), *flags], stdout=log, stderr=subprocess.STDOUT, text=True)

@@ -6,5 +6,14 @@ from transduce.training.trainer import train
 from transduce.translator import Translation, Translator
 
 __version__ = "0.1.0"
-__all__ = ["Config", "ConfigError", "load_config", "Scores", "score", "train", "Translation",
-           "Translator", "__version__"]
+__all__ = [
+           "Config",
+           "ConfigError",
+           "Scores",
+           "Translation",
+           "Translator",
+           "__version__",
+           "load_config",
+           "score",
+           "train",
+]

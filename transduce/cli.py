@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import NoReturn
 
 from transduce.config import ConfigError
 
@@ -17,7 +18,7 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + traceback
+    def error(self, message: str) -> NoReturn:  # one line, not usage + traceback
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 

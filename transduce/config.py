@@ -13,7 +13,7 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -30,18 +30,18 @@ class _Section(BaseModel):
 class CorpusConfig(_Section):
     """One training corpus: line-aligned `src`/`tgt` files, or one TSV/JSONL file (`path`)."""
 
-    src: Optional[str] = None  # line-aligned plain or .gz text
-    tgt: Optional[str] = None
-    path: Optional[str] = None  # one file with both sides
+    src: str | None = None  # line-aligned plain or .gz text
+    tgt: str | None = None
+    path: str | None = None  # one file with both sides
     format: Literal["auto", "tsv", "jsonl"] = "auto"  # auto: from the name (.tsv, .jsonl[.gz])
     # tsv: column numbers, 0-based (default 0 and 1); jsonl: keys, dotted for nested objects
     # such as translation.en (default src and tgt)
-    src_field: Optional[str] = None
-    tgt_field: Optional[str] = None
+    src_field: str | None = None
+    tgt_field: str | None = None
     weight: float = 1.0  # sampling weight: this corpus's share of an epoch is weight x its size
 
     @model_validator(mode="after")
-    def _check(self) -> "CorpusConfig":
+    def _check(self) -> CorpusConfig:
         if (self.path is None) == (self.src is None or self.tgt is None):
             raise ValueError("a training corpus needs either 'src' and 'tgt' (line-aligned "
                              "files) or 'path' (one TSV or JSONL file)")
@@ -53,22 +53,22 @@ class CorpusConfig(_Section):
 class DataConfig(_Section):
     """Where the parallel text lives, and how it is filtered and prepared."""
 
-    train_src: Optional[str] = None  # one line-aligned training corpus (or use `train`)
-    train_tgt: Optional[str] = None
-    train: Optional[list[CorpusConfig]] = None  # several corpora, each with a weight
-    valid_src: Optional[str] = None
-    valid_tgt: Optional[str] = None
-    test_src: Optional[str] = None
-    test_tgt: Optional[str] = None
+    train_src: str | None = None  # one line-aligned training corpus (or use `train`)
+    train_tgt: str | None = None
+    train: list[CorpusConfig] | None = None  # several corpora, each with a weight
+    valid_src: str | None = None
+    valid_tgt: str | None = None
+    test_src: str | None = None
+    test_tgt: str | None = None
     src_lang: str = "src"
     tgt_lang: str = "tgt"
     max_len: int = 100  # tokens per side; longer training pairs are filtered (and counted)
-    max_len_ratio: Optional[float] = 9.0  # drop pairs whose token lengths differ more (null: off)
+    max_len_ratio: float | None = 9.0  # drop pairs whose token lengths differ more (null: off)
     dedup: bool = True  # drop exact duplicate pairs (after the first)
     on_bad_line: Literal["error", "skip"] = "error"  # not UTF-8, a malformed TSV/JSONL line
-    max_train_pairs: Optional[int] = None  # use only the first N training pairs
+    max_train_pairs: int | None = None  # use only the first N training pairs
     lowercase: bool = False
-    cache_dir: Optional[str] = None  # prepared data; default $TRANSDUCE_CACHE or ~/.cache/transduce
+    cache_dir: str | None = None  # prepared data; default $TRANSDUCE_CACHE or ~/.cache/transduce
     tokenizer_sample: int = 1_000_000  # sentences per side the tokenizer is trained on
     shuffle_window: int = 1_000_000  # pairs sorted by length together before batching
 
@@ -81,7 +81,7 @@ class DataConfig(_Section):
         return []
 
     @model_validator(mode="after")
-    def _check(self) -> "DataConfig":
+    def _check(self) -> DataConfig:
         if self.train and (self.train_src or self.train_tgt):
             raise ValueError("give the training data either as data.train (a list of corpora) "
                              "or as data.train_src/train_tgt, not both")
@@ -95,12 +95,12 @@ class TokenizerConfig(_Section):
     character_coverage: float = 1.0  # sentencepiece only
     shared: bool = True  # one tokenizer and vocabulary for both sides
     min_freq: int = 1  # char/word vocabularies
-    max_size: Optional[int] = None  # char/word vocabularies
+    max_size: int | None = None  # char/word vocabularies
 
 
 class PretrainedEmbeddings(_Section):
-    src: Optional[str] = None  # word2vec/GloVe text file
-    tgt: Optional[str] = None
+    src: str | None = None  # word2vec/GloVe text file
+    tgt: str | None = None
     freeze: bool = False
 
 
@@ -130,10 +130,10 @@ class ModelConfig(_Section):
     activation_dropout: float = 0.0
     max_positions: int = 1024
     attention_layer: int = -1  # decoder layer whose cross-attention is shown (-1: the last)
-    attention_head: Optional[int] = None  # head shown; null: the mean over heads
+    attention_head: int | None = None  # head shown; null: the mean over heads
 
     @model_validator(mode="after")
-    def _check(self) -> "ModelConfig":
+    def _check(self) -> ModelConfig:
         if self.arch == "transformer" and self.hidden_size % self.heads:
             raise ValueError(f"model.hidden_size ({self.hidden_size}) must be divisible by "
                              f"model.heads ({self.heads})")
@@ -160,7 +160,7 @@ class EarlyStoppingConfig(_Section):
 class TrainConfig(_Section):
     out_dir: str = "runs/model"
     seed: int = 1234
-    threads: Optional[int] = None
+    threads: int | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
     optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam"
@@ -171,12 +171,12 @@ class TrainConfig(_Section):
     label_smoothing: float = 0.1
     batch_tokens: int = 4096  # target tokens per batch (token-budget bucketing)
     accum_steps: int = 1
-    max_steps: Optional[int] = None
+    max_steps: int | None = None
     max_epochs: int = 30
-    max_minutes: Optional[float] = None
+    max_minutes: float | None = None
     valid_every: int = 500
     valid_beam: int = 1
-    valid_max_sentences: Optional[int] = None
+    valid_max_sentences: int | None = None
     scheduler: SchedulerConfig = SchedulerConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     keep_last: int = 3

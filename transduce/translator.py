@@ -59,7 +59,7 @@ class Translator:
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu", weights: str = MODEL_FILE,
-             quantize: str | None = None) -> "Translator":
+             quantize: str | None = None) -> Translator:
         """Load a model directory written by training (config.yaml, tokenizer, safetensors),
         or a CTranslate2 export of one (`transduce export`: decoded by CTranslate2).
         `quantize` overrides the model's decode.quantize."""

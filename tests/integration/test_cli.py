@@ -257,6 +257,32 @@ def test_non_utf8_line_in_training_data(slice_dir, tmp_path):
     assert_clean_error(result, "train", str(bad), "line 42", "UTF-8")
 
 
+def test_prepare_then_train_reuses_the_cache_and_a_damaged_one_is_rebuilt(slice_dir, tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", slice_dir, tmp_path / "m", max_steps=2)
+    cache = tmp_path / "cache"
+    first = cli("prepare", cfg, "--set", f"data.cache_dir={cache}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "300 pairs read" in first.stdout and "prepared data:" in first.stdout
+    [path] = list(cache.iterdir())
+    trained = cli("train", cfg, "--set", f"data.cache_dir={cache}", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert f"prepared data: {path} (reused" in trained.stdout
+    assert "first update after" in trained.stdout
+    (path / "index.npy").write_bytes((path / "index.npy").read_bytes()[:50])  # truncated
+    again = cli("prepare", cfg, "--set", f"data.cache_dir={cache}", cwd=tmp_path)
+    assert again.returncode == 0 and "damaged (index.npy has 50 bytes" in again.stdout
+
+
+def test_jsonl_line_without_the_field(slice_dir, tmp_path):
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_text('{"src": "a", "tgt": "b"}\n{"source": "c", "tgt": "d"}\n', encoding="utf-8")
+    cfg = write_config(tmp_path / "c.yaml", slice_dir, tmp_path / "m")
+    result = cli("prepare", cfg, "--set", "data.train_src=null", "--set", "data.train_tgt=null",
+                 "--set", f"data.train=[{{path: {jsonl}}}]", cwd=tmp_path)
+    assert_clean_error(result, "prepare", f"{jsonl}, line 2", "no string field 'src'",
+                       "data.on_bad_line")
+
+
 def test_unknown_config_key_suggests_the_valid_one(slice_dir, tmp_path):
     cfg = write_config(tmp_path / "c.yaml", slice_dir, tmp_path / "m")
     result = cli("train", cfg, "--set", "train.lr_rate=0.1", cwd=tmp_path)

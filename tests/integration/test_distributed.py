@@ -50,7 +50,9 @@ def test_two_processes_update_as_one_process_accumulating_their_batches(data_dir
         torch.set_num_threads(threads)
 
     config = tmp_path / "ddp.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(data_dir, tmp_path / "ddp", accum=1)))
+    ddp_cfg = tiny_config(data_dir, tmp_path / "ddp", accum=1)
+    ddp_cfg["data"]["cache_dir"] = str(tmp_path / "cache")  # empty: rank 0 must prepare it
+    config.write_text(yaml.safe_dump(ddp_cfg))
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                           "--nproc_per_node", "2", "-m", "transduce", "train", str(config)],
@@ -58,6 +60,9 @@ def test_two_processes_update_as_one_process_accumulating_their_batches(data_dir
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "2 processes" in run.stdout + run.stderr  # rank 0 says so; rank 1 prints nothing
     assert (run.stdout + run.stderr).count("training finished") == 1
+    # rank 0 prepared the data once; both processes read the one cache
+    assert (run.stdout + run.stderr).count("preparing the training data") == 1
+    assert len(list((tmp_path / "cache").iterdir())) == 1
 
     ddp = tmp_path / "ddp"
     one = [json.loads(x) for x in (single / LOG_FILE).read_text().splitlines()]

@@ -210,6 +210,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(slice_files, tmp_
                       resume=True, log=messages.append)
     assert resumed.progress.step == 4
     assert any("resumed from" in m and "step 4" in m for m in messages), messages
+    assert any("prepared data:" in m and "reused" in m for m in messages), messages
     resumed.run()
 
     assert resumed.progress.step == straight.progress.step == 8

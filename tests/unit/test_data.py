@@ -15,7 +15,6 @@ from transduce.data.dataset import encode_pairs
 from transduce.text import build_codecs
 from transduce.training.trainer import Trainer
 
-
 PAD, BOS, EOS = 0, 2, 3
 
 

@@ -7,7 +7,6 @@ import sacrebleu
 
 from transduce.evaluate import Scores, score, token_accuracy
 
-
 TABLE = {
     "perfect": (["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."],
                 ["Ein Mann fährt Fahrrad.", "Zwei Hunde spielen im Schnee."]),

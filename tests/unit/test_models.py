@@ -18,7 +18,6 @@ from transduce.models.cnn import CNNEncoder
 from transduce.models.rnn import RNNEncoder, StackedCell
 from transduce.training.loss import output_layer_loss, sequence_loss
 
-
 PAD, BOS, EOS = 0, 2, 3
 V_SRC, V_TGT = 23, 19
 ATOL = 1e-5

@@ -185,7 +185,7 @@ def test_each_filter_is_applied_and_counted(tmp_path: Path):
     summary = next(m for m in messages if "pairs read" in m)
     assert "7 pairs read, 3 kept" in summary and "1 duplicates" in summary
     assert f"{src}, line 7" in summary  # the skipped line, by number
-    src_c, tgt_c = load_codecs(path)
+    src_c, _ = load_codecs(path)
     got = PreparedCorpus(path).ids(np.arange(3))
     assert [src_c.decode(list(map(int, s))) for s in got[0]] == ["a b", "x y", "last"]
 
@@ -300,9 +300,8 @@ def test_prefetcher_keeps_order_stops_early_and_passes_errors_on():
         assert next(iter(loader)) == 0
     time.sleep(0.05)
     assert len(made) < 5 + 10  # stopped reading ahead when closed
-    with pytest.raises(ValueError, match="item 7"):
-        with Prefetcher(make, range(10)) as loader:
-            list(loader)
+    with pytest.raises(ValueError, match="item 7"), Prefetcher(make, range(10)) as loader:
+        list(loader)
     assert threading.active_count() < 10
 
 

@@ -19,9 +19,6 @@ from transduce.search.common import length_penalty
 from transduce.search.sampling import filter_logits
 from transduce.translator import Translator
 
-
-
-
 PAD, UNK, BOS, EOS, A, B, C, D = range(8)
 V = 8
 
@@ -36,10 +33,10 @@ class ScriptState:
     prefix: torch.Tensor  # (B, t) tokens emitted before the previous one (without <s>)
     started: bool = False  # False before the first step, when the previous token is <s>
 
-    def select(self, index: torch.Tensor) -> "ScriptState":
+    def select(self, index: torch.Tensor) -> ScriptState:
         return ScriptState(self.prefix.index_select(0, index), self.started)
 
-    def expand(self, beams: int) -> "ScriptState":
+    def expand(self, beams: int) -> ScriptState:
         return self.select(torch.arange(self.prefix.size(0)).repeat_interleave(beams))
 
 

@@ -22,7 +22,6 @@ from transduce.text import (
     save_codecs,
 )
 
-
 SENTENCES = [
     "A man in an orange hat starring at something.",
     "Zwei junge Männer stehen im Freien.",

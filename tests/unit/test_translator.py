@@ -18,8 +18,6 @@ from transduce.text import build_codecs
 from transduce.translator import Translator
 
 
-
-
 @pytest.fixture(scope="module")
 def translator(demo_model_dir: Path) -> Translator:
     return Translator.load(demo_model_dir)

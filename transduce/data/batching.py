@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -19,9 +20,12 @@ class Batch:
     tgt_out: torch.Tensor | None  # (B, T): y1 .. y_{n} </s>
     n_tgt_tokens: int
 
-    def to(self, device: torch.device) -> "Batch":
-        move = (lambda t: None if t is None else t.to(device, non_blocking=True))
-        return Batch(move(self.src_ids), move(self.src_mask), move(self.tgt_in),
+    def to(self, device: torch.device) -> Batch:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
+        return Batch(self.src_ids.to(device, non_blocking=True),
+                     self.src_mask.to(device, non_blocking=True), move(self.tgt_in),
                      move(self.tgt_out), self.n_tgt_tokens)
 
     @property
@@ -83,7 +87,7 @@ def plan_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, examples: np.ndarra
         part = part[np.lexsort((src_lens[part], tgt_lens[part]))]  # stable: ties stay shuffled
         longest = np.maximum(src_lens[part], tgt_lens[part]) + 1
         bounds = _cut(longest, batch_tokens, max_sentences)
-        batches += [part[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        batches += [part[a:b] for a, b in pairwise(bounds)]
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches

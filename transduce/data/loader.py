@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable, Generic, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -59,7 +60,7 @@ class Prefetcher(Generic[T, R]):
         self._stop.set()
         self._thread.join()
 
-    def __enter__(self) -> "Prefetcher[T, R]":
+    def __enter__(self) -> Prefetcher[T, R]:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,10 +13,11 @@ import gzip
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 from transduce.config import CorpusConfig
 from transduce.data.corpus import CorpusError
@@ -41,7 +42,9 @@ def _open(path: str | Path) -> IO[bytes]:
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"file not found: {path}")
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]  # a binary file object
+    return open(path, "rb")
 
 
 def corpus_files(corpus: CorpusConfig) -> list[str]:

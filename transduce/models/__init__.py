@@ -3,4 +3,4 @@
 from transduce.models.build import build_model, count_parameters, layer_table
 from transduce.models.seq2seq import EncoderOutput, Seq2Seq
 
-__all__ = ["build_model", "count_parameters", "layer_table", "EncoderOutput", "Seq2Seq"]
+__all__ = ["EncoderOutput", "Seq2Seq", "build_model", "count_parameters", "layer_table"]

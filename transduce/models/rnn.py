@@ -152,13 +152,13 @@ class RNNState:
     keys: torch.Tensor | None  # (B, S, A) projected encoder states, computed once
     weights: StepWeights  # StackedCell.step_weights(), shared by all rows
 
-    def select(self, index: torch.Tensor) -> "RNNState":
+    def select(self, index: torch.Tensor) -> RNNState:
         pick = (lambda t: None if t is None else t.index_select(0, index))
         hidden = tuple(tuple(map(pick, s)) if isinstance(s, tuple) else pick(s)
                        for s in self.hidden)
         return RNNState(hidden, pick(self.input_feed), pick(self.keys), self.weights)
 
-    def expand(self, beams: int) -> "RNNState":
+    def expand(self, beams: int) -> RNNState:
         """Each row repeated `beams` times, consecutively (the start of beam search)."""
         first = self.hidden[0][0] if isinstance(self.hidden[0], tuple) else self.hidden[0]
         rows = torch.arange(first.size(0), device=first.device).repeat_interleave(beams)

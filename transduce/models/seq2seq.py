@@ -24,16 +24,16 @@ class EncoderOutput:
     src_mask: torch.Tensor  # (B, S) True at real tokens
     final: torch.Tensor | None = None  # (B, H) sentence summary that seeds RNN decoders
 
-    def select(self, index: torch.Tensor) -> "EncoderOutput":
+    def select(self, index: torch.Tensor) -> EncoderOutput:
         final = None if self.final is None else self.final.index_select(0, index)
         return EncoderOutput(self.memory.index_select(0, index),
                              self.src_mask.index_select(0, index), final)
 
 
 class DecoderState(Protocol):
-    def select(self, index: torch.Tensor) -> "DecoderState": ...
+    def select(self, index: torch.Tensor) -> DecoderState: ...
 
-    def expand(self, beams: int) -> "DecoderState": ...
+    def expand(self, beams: int) -> DecoderState: ...
 
 
 class Decoder(Protocol):
@@ -50,6 +50,8 @@ class Decoder(Protocol):
 
 class Seq2Seq(nn.Module):
     """Embeddings -> encoder -> decoder -> generator (a linear layer over the target vocabulary)."""
+
+    decoder: Any  # a module with forward, start(enc) and step(...): rnn.py, transformer.py
 
     def __init__(self, src_embed: nn.Embedding, tgt_embed: nn.Embedding, encoder: nn.Module,
                  decoder: nn.Module, generator: nn.Module):

@@ -5,4 +5,4 @@ from transduce.search.common import Hypothesis, max_lengths
 from transduce.search.greedy import greedy_search
 from transduce.search.sampling import sample
 
-__all__ = ["Hypothesis", "beam_search", "greedy_search", "sample", "max_lengths"]
+__all__ = ["Hypothesis", "beam_search", "greedy_search", "max_lengths", "sample"]

@@ -12,6 +12,7 @@ decoding options and each group is one `decode` call. A full queue refuses new j
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -94,10 +95,8 @@ class Batcher(Generic[K, R]):
         """Stop the worker; jobs still queued fail with ShuttingDown."""
         if self._worker is not None:
             self._worker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-            except asyncio.CancelledError:
-                pass
         leftover = [self._carry] if self._carry else []
         while self._queue is not None and not self._queue.empty():
             leftover.append(self._queue.get_nowait())
@@ -170,7 +169,7 @@ class Batcher(Generic[K, R]):
                 if len(results) != len(texts):
                     raise RuntimeError(f"decode returned {len(results)} results "
                                        f"for {len(texts)} texts")
-            except Exception as e:  # noqa: BLE001 - one bad group must not fail the others
+            except Exception as e:
                 outcome.extend((job, e) for job in members)
                 continue
             start = 0

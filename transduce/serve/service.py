@@ -145,7 +145,7 @@ class Service:
             for spec in self.specs:
                 log.info("loading %s from %s", spec.name, spec.path)
                 self.translators[spec.name] = await asyncio.to_thread(self.load, spec.path)
-        except Exception as e:  # noqa: BLE001 - any failure is reported by /health
+        except Exception as e:
             self.state, self.error = "failed", f"{type(e).__name__}: {e}"
             log.error("could not load the models: %s", self.error)
             if self.on_load_error is not None:

@@ -10,6 +10,17 @@ from transduce.text.tokenizers import (
 from transduce.text.vocab import BOS, EOS, PAD, UNK, Vocab
 
 __all__ = [
-    "BOS", "EOS", "PAD", "UNK", "Vocab", "Tokenizer", "CharTokenizer", "WordTokenizer",
-    "SentencePieceTokenizer", "Codec", "build_codecs", "load_codecs", "save_codecs",
+    "BOS",
+    "EOS",
+    "PAD",
+    "UNK",
+    "CharTokenizer",
+    "Codec",
+    "SentencePieceTokenizer",
+    "Tokenizer",
+    "Vocab",
+    "WordTokenizer",
+    "build_codecs",
+    "load_codecs",
+    "save_codecs",
 ]

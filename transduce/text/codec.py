@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from itertools import chain
-from typing import Sequence
+from pathlib import Path
 
 import numpy as np
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 import sentencepiece as spm
 
@@ -62,7 +63,8 @@ class SentencePieceTokenizer:
 
     @classmethod
     def train(cls, sentences: Iterable[str], vocab_size: int, model_type: str = "unigram",
-              character_coverage: float = 1.0, seed_sentences: int = 2_000_000) -> "SentencePieceTokenizer":
+              character_coverage: float = 1.0,
+              seed_sentences: int = 2_000_000) -> SentencePieceTokenizer:
         buf = io.BytesIO()
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(s for s in sentences if s.strip()),
@@ -95,5 +97,5 @@ class SentencePieceTokenizer:
         (directory / f"{prefix}.spm.model").write_bytes(self.model_proto)
 
     @classmethod
-    def load(cls, directory: Path, prefix: str) -> "SentencePieceTokenizer":
+    def load(cls, directory: Path, prefix: str) -> SentencePieceTokenizer:
         return cls((directory / f"{prefix}.spm.model").read_bytes())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIALS = (PAD, UNK, BOS, EOS)
@@ -24,7 +24,7 @@ class Vocab:
 
     @classmethod
     def build(cls, token_lists: Iterable[Sequence[str]], min_freq: int = 1,
-              max_size: int | None = None) -> "Vocab":
+              max_size: int | None = None) -> Vocab:
         """Most frequent first (ties broken alphabetically, so builds are deterministic)."""
         counts = Counter(t for tokens in token_lists for t in tokens)
         ranked = sorted((t for t, c in counts.items() if c >= min_freq and t not in SPECIALS),
@@ -56,7 +56,7 @@ class Vocab:
                               encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocab":
+    def load(cls, path: str | Path) -> Vocab:
         itos = json.loads(Path(path).read_text(encoding="utf-8"))
         if not isinstance(itos, list) or list(itos[:4]) != list(SPECIALS):
             raise ValueError(f"{path}: not a transduce vocabulary (must start with {SPECIALS})")

@@ -42,6 +42,11 @@ def init(use_cuda: bool) -> World:
         return World()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"process {local_rank} of this machine has no GPU of its own "
+                             f"({torch.cuda.device_count()} visible): start at most that many "
+                             "processes per machine (--nproc_per_node), or train on the CPU "
+                             "with --set train.device=cpu")
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")

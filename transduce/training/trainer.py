@@ -11,9 +11,9 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -145,9 +145,10 @@ class Trainer:
         log = self.log
         self.out = Path(t.out_dir)
         self.amp_dtype = resolve_precision(t.precision, self.device, log)
-        if self.world.size > 1 and t.precision == "auto":  # timings differ: all take bf16 if any
-            if distributed.reduce(self.world, [float(self.amp_dtype is not None)], "max")[0]:
-                self.amp_dtype = self.amp_dtype or torch.bfloat16
+        # Timings differ between processes: all of them take bf16 if any chose it.
+        if self.world.size > 1 and t.precision == "auto" and distributed.reduce(
+                self.world, [float(self.amp_dtype is not None)], "max")[0]:
+            self.amp_dtype = torch.bfloat16
         if t.threads:
             torch.set_num_threads(t.threads)
         random.seed(t.seed)
@@ -366,9 +367,9 @@ class Trainer:
                 self._checkpoint()
                 return "stopped by SIGTERM; continue with --resume"
             reason = self._stop_reason()
-            if p.step % t.valid_every == 0 or reason:
-                if self.validate(bar, final=bool(reason)):
-                    reason = reason or "early stopping"
+            validate = p.step % t.valid_every == 0 or reason
+            if validate and self.validate(bar, final=bool(reason)):
+                reason = reason or "early stopping"
             if reason:
                 return reason
             tick = time.time()  # validation is not training time
