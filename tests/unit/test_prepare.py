@@ -332,7 +332,7 @@ def test_training_reads_its_ids_from_the_memory_mapped_cache(tmp_path: Path, m30
 
 
 def test_precision_auto_times_a_matrix_product(monkeypatch):
-    assert trainer_module.bf16_speedup(size=64, repeats=2) > 0
+    assert trainer_module.bf16_speedup(size=64, rounds=3) > 0
     messages: list[str] = []
     monkeypatch.setattr(trainer_module, "bf16_speedup", lambda: 0.6)
     assert trainer_module.resolve_precision("auto", torch.device("cpu"), messages.append) is None
