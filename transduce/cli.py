@@ -187,12 +187,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _model_metrics(model_dir: Path) -> list[str]:
-    """The eval.metrics of the model's config (the defaults where it has no config.yaml)."""
+    """The eval.metrics of the model's config (the defaults where it has no config.yaml),
+    then those of translation that it lacks: BLEU, chrF, TER and exact match."""
     from transduce.config import load_config
     from transduce.evaluate import DEFAULT_METRICS
 
     config = model_dir / "config.yaml"
-    return list(load_config(config).eval.metrics) if config.is_file() else list(DEFAULT_METRICS)
+    names = list(load_config(config).eval.metrics) if config.is_file() else []
+    return list(dict.fromkeys([*names, *DEFAULT_METRICS, "ter", "exact_match"]))
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
