@@ -37,7 +37,8 @@ def one(src: str, tgt: str, size: int, heldout: int) -> dict:
     corpus = CorpusConfig(src=src, tgt=tgt)
     test = list(islice(iter_pairs(corpus, "error", BadLines()), heldout))
     tick = time.time()
-    sample = reservoir(islice(iter_pairs(corpus, "error", BadLines()), heldout, None), size, 1)
+    rest = islice(iter_pairs(corpus, "error", BadLines()), heldout, None)
+    sample = reservoir(iter(lambda: list(islice(rest, 10_000)), []), size, 1)
     read_s = time.time() - tick
     s, t = zip(*sample)
     del sample

@@ -242,13 +242,19 @@ def test_input_errors_name_the_files(tmp_path: Path):
 
 # ---- sampling, weights, batches ----------------------------------------------------------
 
-def test_reservoir_sample_is_uniform():
+@pytest.mark.parametrize("chunk", [1, 7, 100])
+def test_reservoir_sample_is_uniform_whatever_the_chunks(chunk: int):
+    items = [(str(i), "") for i in range(100)]
     counts = np.zeros(100)
     for seed in range(400):
-        for i, _ in reservoir(((str(i), "") for i in range(100)), 10, seed):
+        sample = reservoir((items[a:a + chunk] for a in range(0, 100, chunk)), 10, seed)
+        assert len(sample) == 10 and len(set(sample)) == 10
+        for i, _ in sample:
             counts[int(i)] += 1
     assert counts.sum() == 4000 and counts.min() > 15 and counts.max() < 70  # mean 40
-    assert len(reservoir(iter([("a", "b")]), 10, 0)) == 1
+    # early and late items alike: the halves' shares are about equal
+    assert abs(counts[:50].sum() - counts[50:].sum()) < 400
+    assert reservoir(iter([[("a", "b")]]), 10, 0) == [("a", "b")]
 
 
 def test_corpus_weights_are_honoured_in_each_epoch(tmp_path: Path):

@@ -71,11 +71,11 @@ class PreparedCorpus:
         """The pairs of one epoch: corpus c contributes weights[c] x its size, i.e. every
         pair int(w) times plus a random fraction w - int(w) of its pairs once more."""
         if len(self.per_corpus) == 1 and weights[0] == 1.0:
-            return np.arange(len(self))
+            return np.arange(len(self), dtype=np.int32 if len(self) < 2**31 else np.int64)
         corpus = np.asarray(self.index["corpus"])
         parts = []
         for c, w in enumerate(weights):
-            rows = np.flatnonzero(corpus == c)
+            rows = np.flatnonzero(corpus == c).astype(np.int32 if len(self) < 2**31 else np.int64)
             parts += [rows] * int(w)
             extra = round((w - int(w)) * len(rows))
             if extra:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import queue
 import random
@@ -28,12 +29,11 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from transduce.config import Config, DataConfig
 from transduce.data.corpus import CorpusError
 from transduce.data.sources import (
@@ -42,7 +42,7 @@ from transduce.data.sources import (
     corpus_files,
     corpus_name,
     fingerprint,
-    iter_pairs,
+    iter_chunks,
 )
 from transduce.text import Codec, build_codecs, load_codecs, save_codecs
 
@@ -213,28 +213,47 @@ def prepare(cfg: Config, tokenizer_dir: str | Path | None = None, threads: int |
     return path
 
 
-def _pairs(data: DataConfig, bad: BadLines) -> Iterator[tuple[int, Pair]]:
-    """(corpus number, pair) for every readable pair, up to data.max_train_pairs."""
-    n = 0
+Chunk = tuple[int, list[str], list[str]]  # corpus number, sources, targets
+
+
+def _read(data: DataConfig, bad: BadLines) -> Iterator[Chunk]:
+    """All readable pairs in chunks of up to CHUNK, up to data.max_train_pairs in all."""
+    left = data.max_train_pairs
     for c, corpus in enumerate(data.corpora()):
-        for pair in iter_pairs(corpus, data.on_bad_line, bad):
-            if data.max_train_pairs is not None and n >= data.max_train_pairs:
+        for src, tgt in iter_chunks(corpus, data.on_bad_line, bad, CHUNK):
+            if left is not None:
+                src, tgt = src[:left], tgt[:left]
+                left -= len(src)
+            if src:
+                yield c, src, tgt
+            if left == 0:
                 return
-            n += 1
-            yield c, pair
 
 
-def reservoir(items: Iterator[Pair], k: int, seed: int) -> list[Pair]:
-    """A uniform random sample of k items from a stream of unknown length (Algorithm R)."""
+def reservoir(chunks: Iterable[Sequence[Pair]], k: int, seed: int) -> list[Pair]:
+    """A uniform random sample of k items from a stream of unknown length, read in chunks.
+
+    Algorithm L (Li, 1994): after the first k items, the gap to the next item that enters
+    the sample is drawn directly, so random numbers are drawn per sampled item, not per item.
+    """
     rng = random.Random(seed)
     sample: list[Pair] = []
-    for i, item in enumerate(items):
-        if i < k:
-            sample.append(item)
-        else:
-            j = rng.randrange(i + 1)
-            if j < k:
-                sample[j] = item
+    seen, upcoming, w = 0, 0, 1.0  # items read; index of the next item to enter; L's W
+
+    def gap() -> int:
+        return int(math.log(1.0 - rng.random()) / math.log(1.0 - w)) + 1
+
+    for chunk in chunks:
+        if len(sample) < k:
+            sample.extend(chunk[:k - len(sample)])
+            if len(sample) == k:
+                w = math.exp(math.log(1.0 - rng.random()) / k)
+                upcoming = k - 1 + gap()
+        while len(sample) == k and upcoming < seen + len(chunk):
+            sample[rng.randrange(k)] = chunk[upcoming - seen]
+            w *= math.exp(math.log(1.0 - rng.random()) / k)
+            upcoming += gap()
+        seen += len(chunk)
     return sample
 
 
@@ -244,7 +263,8 @@ def _tokenizer(cfg: Config, tokenizer_dir: str | Path | None,
         return load_codecs(tokenizer_dir)
     d = cfg.data
     tick = time.time()
-    sample = reservoir((p for _, p in _pairs(d, BadLines())), d.tokenizer_sample, cfg.train.seed)
+    sample = reservoir((list(zip(s, t)) for _, s, t in _read(d, BadLines())),
+                       d.tokenizer_sample, cfg.train.seed)
     if not sample:
         raise ValueError("no training pairs could be read; check the data files")
     log(f"read the corpora in {time.time() - tick:.0f} s; training the {cfg.tokenizer.kind} "
@@ -254,25 +274,15 @@ def _tokenizer(cfg: Config, tokenizer_dir: str | Path | None,
     return build_codecs(cfg.tokenizer, list(src), list(tgt), d.lowercase)
 
 
-def _chunks(data: DataConfig, bad: BadLines) -> Iterator[tuple[list[int], list[str], list[str]]]:
-    """The pairs in chunks of CHUNK, read ahead in a background thread (gzip and UTF-8
-    decoding overlap with SentencePiece, which releases the GIL)."""
+def _chunks(data: DataConfig, bad: BadLines) -> Iterator[Chunk]:
+    """`_read`, ahead of the consumer in a background thread (gzip decompression and
+    SentencePiece release the GIL)."""
     out: queue.Queue = queue.Queue(maxsize=4)
 
     def read() -> None:
         try:
-            corpora: list[int] = []
-            srcs: list[str] = []
-            tgts: list[str] = []
-            for c, (s, t) in _pairs(data, bad):
-                corpora.append(c)
-                srcs.append(s)
-                tgts.append(t)
-                if len(srcs) == CHUNK:
-                    out.put((corpora, srcs, tgts))
-                    corpora, srcs, tgts = [], [], []
-            if srcs:
-                out.put((corpora, srcs, tgts))
+            for chunk in _read(data, bad):
+                out.put(chunk)
             out.put(None)
         except BaseException as e:  # handed to the consumer
             out.put(e)
@@ -308,7 +318,7 @@ def _build(cfg: Config, key: dict, out: Path, tokenizer_dir: str | Path | None, 
     index_parts, hash_parts = [], []
     offsets = [0, 0]
     with open(out / "src.ids", "wb") as fs, open(out / "tgt.ids", "wb") as ft:
-        for corpora, srcs, tgts in _chunks(d, counts.bad_lines):
+        for corpus, srcs, tgts in _chunks(d, counts.bad_lines):
             s_ids, s_len = src_codec.encode_many(srcs, threads)
             t_ids, t_len = tgt_codec.encode_many(tgts, threads)
             counts.read += len(srcs)
@@ -321,7 +331,7 @@ def _build(cfg: Config, key: dict, out: Path, tokenizer_dir: str | Path | None, 
                 index[f"{name}_len"] = lens[keep]
                 index[f"{name}_off"] = offsets[side] + np.cumsum(lens[keep]) - lens[keep]
                 offsets[side] += len(kept_ids)
-            index["corpus"] = np.asarray(corpora, dtype=np.int16)[keep]
+            index["corpus"] = corpus
             index_parts.append(index)
             if d.dedup:
                 hash_parts.append(np.fromiter((hash(p) for p, k in zip(zip(srcs, tgts), keep) if k),

@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import zip_longest
+from itertools import islice
 from pathlib import Path
 from typing import IO
 
@@ -69,17 +69,30 @@ def corpus_format(corpus: CorpusConfig) -> str:
                       "to tsv or jsonl")
 
 
-def iter_pairs(corpus: CorpusConfig, on_bad_line: str, bad: BadLines) -> Iterator[Pair]:
-    """Every readable pair of `corpus`, in file order."""
+def iter_chunks(corpus: CorpusConfig, on_bad_line: str, bad: BadLines,
+                size: int = 10_000) -> Iterator[tuple[list[str], list[str]]]:
+    """Every readable pair of `corpus`, in file order, as (sources, targets) of up to `size`
+    pairs at a time."""
     kind = corpus_format(corpus)
     if kind == "text":
-        return _text_pairs(str(corpus.src), str(corpus.tgt), on_bad_line, bad)
+        yield from _text_chunks(str(corpus.src), str(corpus.tgt), on_bad_line, bad, size)
+        return
     assert corpus.path is not None
     if kind == "tsv":
-        return _tsv_pairs(corpus.path, int(corpus.src_field or 0),
-                          int(corpus.tgt_field or 1), on_bad_line, bad)
-    return _jsonl_pairs(corpus.path, corpus.src_field or "src", corpus.tgt_field or "tgt",
-                        on_bad_line, bad)
+        pairs = _tsv_pairs(corpus.path, int(corpus.src_field or 0), int(corpus.tgt_field or 1),
+                           on_bad_line, bad)
+    else:
+        pairs = _jsonl_pairs(corpus.path, corpus.src_field or "src", corpus.tgt_field or "tgt",
+                             on_bad_line, bad)
+    while chunk := list(islice(pairs, size)):
+        src, tgt = zip(*chunk)
+        yield list(src), list(tgt)
+
+
+def iter_pairs(corpus: CorpusConfig, on_bad_line: str, bad: BadLines) -> Iterator[Pair]:
+    """Every readable pair of `corpus`, in file order."""
+    for src, tgt in iter_chunks(corpus, on_bad_line, bad):
+        yield from zip(src, tgt)
 
 
 def _bad(message: str, where: str, on_bad_line: str, bad: BadLines) -> None:
@@ -97,19 +110,42 @@ def _decode(raw: bytes, path: str, number: int, on_bad_line: str, bad: BadLines)
         return None
 
 
-def _text_pairs(src: str, tgt: str, on_bad_line: str, bad: BadLines) -> Iterator[Pair]:
+def _decode_lines(raw: list[bytes], path: str, first: int, on_bad_line: str,
+                  bad: BadLines) -> list[str | None]:
+    """Lines without their endings; None for a line that is not UTF-8 (when skipping).
+    One decode of the whole chunk; line by line only to find a bad line."""
+    try:
+        text = b"".join(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return [_decode(r, path, first + i, on_bad_line, bad) for i, r in enumerate(raw)]
+    lines: list[str | None] = list(text.split("\n"))
+    if len(lines) > len(raw):  # the last line's newline
+        lines.pop()
+    if "\r" in text:
+        lines = [line.rstrip("\r") if line else line for line in lines]
+    return lines
+
+
+def _text_chunks(src: str, tgt: str, on_bad_line: str, bad: BadLines,
+                 size: int) -> Iterator[tuple[list[str], list[str]]]:
     with _open(src) as fs, _open(tgt) as ft:
-        number = 0
-        for number, (raw_s, raw_t) in enumerate(zip_longest(fs, ft), start=1):
-            if raw_s is None or raw_t is None:
-                n_src = number - 1 + sum(1 for _ in fs) + (raw_s is not None)
-                n_tgt = number - 1 + sum(1 for _ in ft) + (raw_t is not None)
+        first = 1  # the line number of the chunk's first line
+        while True:
+            raw_s, raw_t = list(islice(fs, size)), list(islice(ft, size))
+            if len(raw_s) != len(raw_t):
+                n_src = first - 1 + len(raw_s) + sum(1 for _ in fs)
+                n_tgt = first - 1 + len(raw_t) + sum(1 for _ in ft)
                 raise CorpusError(f"misaligned parallel files: {src} has {n_src} lines but "
                                   f"{tgt} has {n_tgt} lines; they must be line-aligned")
-            s = _decode(raw_s, src, number, on_bad_line, bad)
-            t = _decode(raw_t, tgt, number, on_bad_line, bad)
-            if s is not None and t is not None:
-                yield s, t
+            if not raw_s:
+                return
+            s = _decode_lines(raw_s, src, first, on_bad_line, bad)
+            t = _decode_lines(raw_t, tgt, first, on_bad_line, bad)
+            first += len(raw_s)
+            if None in s or None in t:
+                kept = [(a, b) for a, b in zip(s, t) if a is not None and b is not None]
+                s, t = [a for a, _ in kept], [b for _, b in kept]
+            yield s, t  # type: ignore[misc]  # no None left
 
 
 def _tsv_pairs(path: str, src_col: int, tgt_col: int, on_bad_line: str,

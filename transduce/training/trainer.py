@@ -75,16 +75,17 @@ def resolve_precision(setting: str, device: torch.device,
     if setting == "fp32":
         return None
     if setting == "bf16":
-        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")  # see below
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")  # see below
         return torch.bfloat16
     if setting == "fp16":
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     # oneDNN keeps a compiled kernel, with its buffers, for each of the last 1,024 shapes it
-    # saw; with bf16 and batches of many shapes that cache alone held ~1 GB (RssAnon 2.3 GB
-    # against 1.4 GB with 32 kernels, at ~5% of the speed). Read when oneDNN first runs.
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "32")
+    # saw; with bf16 and batches of many shapes that cache alone held ~1 GB (small
+    # Transformer: RssAnon 2.3 GB, against 1.38 GB with 16 kernels at the same speed, 1.62 GB
+    # with 128). Read when oneDNN first runs.
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
     speedup = bf16_speedup()
     # The small Transformer's step gained ~1.15x where bf16 products ran 2.3-3x fp32's
     # speed: below ~1.5x the casts around the products eat the gain.
