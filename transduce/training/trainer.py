@@ -26,7 +26,7 @@ from transduce.data.batching import plan_batches
 from transduce.data.dataset import PreparedCorpus, encode_pairs
 from transduce.data.loader import Prefetcher
 from transduce.data.prepare import check_cache, find_cache, prepare
-from transduce.evaluate import score
+from transduce.evaluate import METRICS, evaluate, split_refs
 from transduce.models import build_model, count_parameters
 from transduce.models.build import load_pretrained_embeddings
 from transduce.text import load_codecs, save_codecs
@@ -161,15 +161,18 @@ class Trainer:
             torch.set_num_threads(t.threads)
         random.seed(t.seed)
         torch.manual_seed(t.seed)
-        self.valid_text = read_parallel(d.valid_src, d.valid_tgt) \
-            if d.valid_src and d.valid_tgt else None
+        # Validation references: TAB-separated alternatives per line; the loss uses the first.
+        self.valid_text: tuple[list[str], list[list[str]]] | None = None
+        if d.valid_src and d.valid_tgt:
+            valid_src, valid_tgt = read_parallel(d.valid_src, d.valid_tgt)
+            self.valid_text = valid_src, [split_refs(line) for line in valid_tgt]
         ckpt = latest_checkpoint(self.out) if resume else None
         if resume and ckpt is None:
             log(f"no checkpoint in {self.out}/checkpoints: starting from scratch")
         self.data = PreparedCorpus(self._prepared(self.out if ckpt is not None else None))
         self.src, self.tgt = load_codecs(self.data.path)
-        self.valid_data = encode_pairs(*self.valid_text, self.src, self.tgt) \
-            if self.valid_text else None
+        self.valid_data = encode_pairs(self.valid_text[0], [r[0] for r in self.valid_text[1]],
+                                       self.src, self.tgt) if self.valid_text else None
         self.model = build_model(cfg.model, len(self.src.vocab), len(self.tgt.vocab),
                                  self.src.vocab.pad_id).to(self.device)
         self._load_pretrained()
@@ -412,7 +415,9 @@ class Trainer:
         bar.close()
         p = self.progress
         if p.best is not None:
-            best = f"best {self.cfg.train.early_stopping.metric} {p.best:.2f} at step {p.best_step}"
+            name = self._stop_metric()
+            value = signed_score(name, p.best)  # its own inverse
+            best = f"best {name} {value:.2f} at step {p.best_step}"
         else:
             best = "no validation set" if self.valid_data is None else "not validated yet"
         self.log(f"training finished ({reason}) after {p.step} steps, {p.elapsed_s / 60:.1f} min;"
@@ -458,38 +463,41 @@ class Trainer:
         translator = Translator(self.model, self.src, self.tgt, self.cfg.decode, self.device,
                                 quantize="none")
         hyps = [tr.text for tr in translator.translate(srcs, beam_size=t.valid_beam, n_best=1)]
-        scores = score(hyps, refs, with_ter=False)
-        metric = {"bleu": scores.bleu, "chrf": scores.chrf, "loss": -loss}[
-            t.early_stopping.metric]
-        improved = p.best is None or metric > p.best
+        name = self._stop_metric()
+        names = list(dict.fromkeys([*self.cfg.eval.metrics, "exact_match"]))
+        if name != "loss" and name not in names:
+            names.append(name)
+        values = evaluate(names, hyps, refs).values
+        value = loss if name == "loss" else values[name]
+        improved = update_best(p, name, value)
         if improved:
-            p.best, p.best_step, p.bad_validations = metric, p.step, 0
             self._save_model()
-        else:
-            p.bad_validations += 1
-        if isinstance(self.scheduler, ReduceLROnPlateau):
-            self.scheduler.step(metric)
+        if isinstance(self.scheduler, ReduceLROnPlateau):  # mode "max"
+            self.scheduler.step(signed_score(name, value))
         record = {"step": p.step, "epoch": p.epoch + 1, "elapsed_s": round(p.elapsed_s, 2),
                   "train_time_s": round(p.train_time_s, 2), "tgt_tokens": p.tgt_tokens,
                   "tokens_per_s": round(p.tgt_tokens / max(p.train_time_s, 1e-9), 1),
                   "valid_loss": round(loss, 4), "valid_ppl": round(math.exp(min(loss, 50)), 2),
-                  "bleu": round(scores.bleu, 2), "chrf": round(scores.chrf, 2),
-                  "exact_match": round(scores.exact_match, 2),
+                  **{k: round(v, 2) for k, v in values.items()},
                   "lr": self.optimizer.param_groups[0]["lr"], "best": improved,
                   "valid_time_s": round(time.time() - tick, 2)}
         p.history.append(record)
         if self.world.main:
             with open(self.out / LOG_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
+            shown = " ".join(f"{k} {v:.2f}" for k, v in values.items())
             bar.write(f"[step {p.step}] valid loss {loss:.3f} ppl {record['valid_ppl']:.1f} "
-                      f"BLEU {scores.bleu:.2f} chrF {scores.chrf:.2f} "
-                      f"exact {scores.exact_match:.1f}% | {record['tokens_per_s']:,.0f} "
+                      f"{shown} | {record['tokens_per_s']:,.0f} "
                       f"tgt tok/s{' *best*' if improved else ''}")
             for s, h, r in list(zip(srcs, hyps, refs))[: t.num_samples]:
-                bar.write(f"    src: {s}\n    ref: {r}\n    hyp: {h}")
+                bar.write(f"    src: {s}\n    ref: {' | '.join(r)}\n    hyp: {h}")
         self._checkpoint()
         patience = t.early_stopping.patience
         return bool(patience) and p.bad_validations >= patience and not final
+
+    def _stop_metric(self) -> str:
+        """The metric that picks the best model and stops early (config resolves a null)."""
+        return self.cfg.train.early_stopping.metric or self.cfg.eval.metrics[0]
 
     def _save_model(self) -> None:
         if self.world.main:
@@ -502,6 +510,23 @@ class Trainer:
         p = self.progress
         save_checkpoint(self.out, self.model, self.optimizer, self.scheduler,
                         {**p.__dict__, "history": p.history[-50:]}, self.cfg.train.keep_last)
+
+
+def signed_score(metric: str, value: float) -> float:
+    """`value` of `metric` (a name in evaluate.METRICS, or "loss") signed so that higher is
+    better: BLEU as it is, -loss, -WER."""
+    return value if metric != "loss" and METRICS[metric].higher_is_better else -value
+
+
+def update_best(p: Progress, metric: str, value: float) -> bool:
+    """Record one validation `value` of `metric` at step p.step in p.best (kept signed, see
+    `signed_score`), p.best_step and p.bad_validations; True when it is the best so far."""
+    signed = signed_score(metric, value)
+    if p.best is None or signed > p.best:
+        p.best, p.best_step, p.bad_validations = signed, p.step, 0
+        return True
+    p.bad_validations += 1
+    return False
 
 
 def train(cfg: Config, resume: bool = False, log: Callable[[str], None] = print) -> Path:
