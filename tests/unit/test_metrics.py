@@ -269,9 +269,10 @@ def test_evaluate_prints_the_metrics_with_signatures_or_versions(tiny_g2p: Path,
     assert "  bleu: nrefs:var|case:mixed|eff:no|tok:13a|" in out
     assert f"  wer: jiwer {importlib.metadata.version('jiwer')}" in out
     assert f"  rouge1: rouge-score {importlib.metadata.version('rouge-score')}" in out
-    assert main(args) == 0  # the model's own eval.metrics
+    assert main(args) == 0  # the model's own eval.metrics, then translation's
     out = capsys.readouterr().out
-    assert re.search(r"^token_error_rate \S+  sentence_error_rate \S+  bleu \S+$", out, re.M)
+    assert re.search(r"^token_error_rate \S+  sentence_error_rate \S+  bleu \S+  chrf \S+  "
+                     r"ter \S+  exact_match \S+$", out, re.M), out
     assert main([*args, "--json", "--metrics", "cer"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert set(data) == {"cer", "signatures", "sentences", "seconds"}
