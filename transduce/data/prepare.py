@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from transduce.config import Config, DataConfig
 from transduce.data.corpus import CorpusError
 from transduce.data.sources import (
