@@ -49,6 +49,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import cpu_model  # benchmarks/ is not a package: imported from sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "multi30k_transformer.yaml"
 MODEL_FILE = "model.safetensors"  # transduce.training.checkpoint.MODEL_FILE
@@ -271,24 +274,6 @@ def read_log(model_dir: Path) -> list[dict[str, Any]]:
 
 
 # ---- steps ------------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], check=False, capture_output=True, text=True,
-                             timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
 
 def step_environment(ctx: Context) -> dict[str, Any]:
     proc = check(run_command([ctx.args.python, "-c", ENV_PROBE], ctx.work / "environment",
