@@ -63,19 +63,16 @@ class PreparedCorpus:
     def __len__(self) -> int:
         return len(self.src_len)
 
-    @property
-    def n_tgt_tokens(self) -> int:
-        return int(self.tgt_len.sum()) + len(self)
-
     def epoch_examples(self, weights: Sequence[float], rng: np.random.Generator) -> np.ndarray:
         """The pairs of one epoch: corpus c contributes weights[c] x its size, i.e. every
         pair int(w) times plus a random fraction w - int(w) of its pairs once more."""
+        dtype = np.int32 if len(self) < 2**31 else np.int64  # half the memory of int64
         if len(self.per_corpus) == 1 and weights[0] == 1.0:
-            return np.arange(len(self), dtype=np.int32 if len(self) < 2**31 else np.int64)
+            return np.arange(len(self), dtype=dtype)
         corpus = np.asarray(self.index["corpus"])
         parts = []
         for c, w in enumerate(weights):
-            rows = np.flatnonzero(corpus == c).astype(np.int32 if len(self) < 2**31 else np.int64)
+            rows = np.flatnonzero(corpus == c).astype(dtype)
             parts += [rows] * int(w)
             extra = round((w - int(w)) * len(rows))
             if extra:
@@ -83,7 +80,7 @@ class PreparedCorpus:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def ids(self, rows: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """The source and target ids of `rows` (copies, read from the memory map)."""
+        """The source and target ids of `rows` (views of the memory map)."""
         idx = self.index[np.asarray(rows)]
         src = [self.src_ids[o:o + n] for o, n in zip(idx["src_off"], idx["src_len"])]
         tgt = [self.tgt_ids[o:o + n] for o, n in zip(idx["tgt_off"], idx["tgt_len"])]

@@ -75,17 +75,13 @@ def resolve_precision(setting: str, device: torch.device,
     if setting == "fp32":
         return None
     if setting == "bf16":
-        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")  # see below
+        _cap_onednn_cache()
         return torch.bfloat16
     if setting == "fp16":
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    # oneDNN keeps a compiled kernel, with its buffers, for each of the last 1,024 shapes it
-    # saw; with bf16 and batches of many shapes that cache alone held ~1 GB (small
-    # Transformer: RssAnon 2.3 GB, against 1.38 GB with 16 kernels at the same speed, 1.62 GB
-    # with 128). Read when oneDNN first runs.
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
+    _cap_onednn_cache()
     speedup = bf16_speedup()
     # The small Transformer's step gained ~1.15x where bf16 products ran 2.3-3x fp32's
     # speed: below ~1.5x the casts around the products eat the gain.
@@ -93,6 +89,14 @@ def resolve_precision(setting: str, device: torch.device,
     log(f"precision auto: bf16 matrix products run at {speedup:.2f}x fp32's speed on this "
         f"CPU -> {'bf16' if choice else 'fp32'}")
     return choice
+
+
+def _cap_onednn_cache() -> None:
+    """oneDNN keeps a compiled kernel, with its buffers, for each of the last 1,024 shapes it
+    saw; with bf16 and batches of many shapes that cache alone held ~1 GB (small Transformer:
+    RssAnon 2.3 GB, against 1.38 GB with 16 kernels at the same speed, 1.62 GB with 128).
+    oneDNN reads this when it first runs; a value the user set is kept."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
 
 
 def bf16_speedup(size: int = 512, rounds: int = 7) -> float:
@@ -153,9 +157,10 @@ class Trainer:
         log = self.log
         self.out = Path(t.out_dir)
         self.amp_dtype = resolve_precision(t.precision, self.device, log)
-        # Timings differ between processes: all of them take bf16 if any chose it.
-        if self.world.size > 1 and t.precision == "auto" and distributed.reduce(
-                self.world, [float(self.amp_dtype is not None)], "max")[0]:
+        # CPU timings differ between processes: all of them take bf16 if any chose it.
+        timed = t.precision == "auto" and self.device.type == "cpu" and self.world.size > 1
+        if timed and distributed.reduce(self.world, [float(self.amp_dtype is not None)],
+                                        "max")[0]:
             self.amp_dtype = torch.bfloat16
         if t.threads:
             torch.set_num_threads(t.threads)
