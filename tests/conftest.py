@@ -50,4 +50,4 @@ def demo_model_dir(tmp_path_factory: pytest.TempPathFactory, demo_splits) -> Pat
     paths = write_splits(root / "data", demo_splits)
     raw = demo_config(paths, root / "model", minutes=10.0, seed=3)  # max_steps decides
     raw["train"].update({"max_steps": 500, "valid_every": 250, "progress": False})
-    return train(load_config(raw), log=lambda _: None)
+    return train(load_config(raw), log=lambda _: None).model_dir

@@ -40,7 +40,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{len(splits['test'])} held-out test pairs in {out / 'data'}")
     cfg = load_config(demo_config(paths, out / "model", args.minutes, args.seed))
     tick = time.time()
-    model_dir = train(cfg)
+    model_dir = train(cfg).model_dir
     translator = Translator.load(model_dir)
     srcs = [s for s, _ in splits["test"]]
     refs = [t for _, t in splits["test"]]
@@ -83,6 +83,40 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.set)
     prepare(cfg, threads=args.threads, force=args.force)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from transduce.config import config_from_dict, read_config
+    from transduce.tune.report import write_report
+    from transduce.tune.space import load_space
+    from transduce.tune.study import TuneOptions, Worker, open_study
+
+    out = Path(args.out or f"runs/tune-{Path(args.config).stem}")
+    opts = TuneOptions(out, args.trials, args.sampler, args.pruner, args.trial_minutes,
+                       args.trial_steps, args.storage, args.study or Path(args.config).stem,
+                       args.cv, args.seed)
+    if args.report:
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            study = open_study(opts)
+        except KeyError:
+            raise UsageError(f"no study '{opts.study}' in {opts.storage or out / 'study.db'}; "
+                             "give --study and --storage as when it ran") from None
+        print(write_report(study, out))
+        return 0
+    if not args.space:
+        raise UsageError("give the search space with --space SPACE.yaml (or ask for --report)")
+    raw = read_config(args.config, args.set)
+    config_from_dict(read_config(raw))  # a bad base config fails here, before any trial
+    space = load_space(args.space, raw)
+    try:
+        study = Worker(raw, space, opts).run()
+    except KeyboardInterrupt:
+        print("\ninterrupted: the running trial is marked failed and will run again; run the "
+              "same command to continue the study", file=sys.stderr)
+        return 130
+    print(write_report(study, out))
     return 0
 
 
@@ -319,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     s.set_defaults(func=cmd_train)
 
+    _tune_parser(sub)
+
     def model_args(s: argparse.ArgumentParser) -> None:
         s.add_argument("model_dir")
         s.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy)")
@@ -408,6 +444,38 @@ def build_parser() -> argparse.ArgumentParser:
     quantize_arg(s)
     s.set_defaults(func=cmd_serve)
     return p
+
+
+def _tune_parser(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("tune", help="hyper-parameter search (grid, random, TPE) with pruning "
+                       "and cross-validation, on Optuna")
+    s.add_argument("config", help="the base config every trial starts from")
+    s.add_argument("--space", help="YAML search space: config keys -> [values] or "
+                   "{low, high, log, step}")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a base config value (repeatable)")
+    s.add_argument("--trials", type=int, default=None,
+                   help="finished trials wanted, all workers together (default: the grid's "
+                        "size, or 20)")
+    s.add_argument("--sampler", choices=["grid", "random", "tpe"], default="tpe")
+    s.add_argument("--pruner", choices=["none", "median", "hyperband"], default="median",
+                   help="stop trials early whose validation scores fall behind")
+    budget = s.add_mutually_exclusive_group()
+    budget.add_argument("--trial-minutes", type=float, default=None,
+                        help="training time of a trial (sets train.max_minutes)")
+    budget.add_argument("--trial-steps", type=int, default=None,
+                        help="updates of a trial (sets train.max_steps)")
+    s.add_argument("--storage", default=None, metavar="URL",
+                   help="database URL shared by all workers, e.g. postgresql://user@host/db "
+                        "(default: sqlite:///OUT/study.db)")
+    s.add_argument("--study", default=None, help="study name (default: the config's name)")
+    s.add_argument("--cv", type=int, default=0, metavar="K",
+                   help="K-fold cross-validation: score a trial by the mean over K folds")
+    s.add_argument("--out", default=None, help="output folder (default: runs/tune-CONFIG)")
+    s.add_argument("--seed", type=int, default=1234)
+    s.add_argument("--report", action="store_true",
+                   help="only print the table of trials and write best.yaml and the plots")
+    s.set_defaults(func=cmd_tune)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

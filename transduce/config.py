@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, NonNegativeFloat, ValidationError, model_validator
 
 from transduce.evaluate import DEFAULT_METRICS, check_metric_names
 
@@ -175,7 +175,10 @@ class TrainConfig(_Section):
     optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam"
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # L2 penalty (decoupled from the gradient with adamw)
+    # L1 penalty: l1 * sum(|w|) over weight matrices and embeddings (not biases or norm
+    # gains), added to the gradient as l1 * sign(w). Pushes weights to exactly-small values.
+    l1: NonNegativeFloat = 0.0
     clip_grad_norm: float = 5.0
     label_smoothing: float = 0.1
     batch_tokens: int = 4096  # target tokens per batch (token-budget bucketing)
@@ -192,6 +195,7 @@ class TrainConfig(_Section):
     log_every: int = 50
     num_samples: int = 3
     progress: bool = True
+    tensorboard: bool = True  # event files in MODEL_DIR/tensorboard (if tensorboard is installed)
 
 
 class DecodeConfig(_Section):
@@ -358,8 +362,9 @@ def _check_metrics(cfg: Config) -> None:
         raise ConfigError(str(e)) from None
 
 
-def load_config(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Config:
-    """Read a YAML file (or a dict), apply overrides and validate."""
+def read_config(source: str | Path | dict[str, Any],
+                overrides: list[str] | None = None) -> dict[str, Any]:
+    """The raw config (a YAML file or a dict) with overrides applied, not yet validated."""
     if isinstance(source, dict):
         data = source
     else:
@@ -372,8 +377,12 @@ def load_config(source: str | Path | dict[str, Any], overrides: list[str] | None
             raise ConfigError(f"{path}: not valid YAML: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
-    data = apply_overrides(copy.deepcopy(data), overrides or [])
-    return config_from_dict(data)
+    return apply_overrides(copy.deepcopy(data), overrides or [])
+
+
+def load_config(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Config:
+    """Read a YAML file (or a dict), apply overrides and validate."""
+    return config_from_dict(read_config(source, overrides))
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -10,15 +10,15 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from transduce.evaluate import METRICS
 
 
-def plot_attention(src_tokens: Sequence[str], tgt_tokens: Sequence[str],
-                   weights: Sequence[Sequence[float]], path: str | Path,
-                   title: str | None = None) -> Path:
+def attention_figure(src_tokens: Sequence[str], tgt_tokens: Sequence[str],
+                     weights: Sequence[Sequence[float]], title: str | None = None) -> Figure:
     """Heatmap of attention weights: rows are output tokens (and </s>), columns source tokens
-    (and </s>). Returns the written path (PNG, SVG or PDF by suffix)."""
+    (and </s>). The caller closes the figure (plt.close)."""
     cols = list(src_tokens) + ["</s>"]
     rows = list(tgt_tokens) + ["</s>"]
     data = [list(r[: len(cols)]) for r in weights[: len(rows)]]
@@ -34,6 +34,14 @@ def plot_attention(src_tokens: Sequence[str], tgt_tokens: Sequence[str],
         ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
     fig.tight_layout()
+    return fig
+
+
+def plot_attention(src_tokens: Sequence[str], tgt_tokens: Sequence[str],
+                   weights: Sequence[Sequence[float]], path: str | Path,
+                   title: str | None = None) -> Path:
+    """`attention_figure` written to `path` (PNG, SVG or PDF by suffix); returns the path."""
+    fig = attention_figure(src_tokens, tgt_tokens, weights, title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -36,7 +36,7 @@ def transformer_dir(tmp_path_factory: pytest.TempPathFactory, demo_splits) -> Pa
                     "max_positions": 64, "tie_embeddings": True}
     raw["train"].update({"max_steps": 300, "valid_every": 300, "progress": False,
                          "threads": 1, "scheduler": {"kind": "inverse_sqrt", "warmup": 50}})
-    return train(load_config(raw), log=lambda _: None)
+    return train(load_config(raw), log=lambda _: None).model_dir
 
 
 @pytest.fixture(scope="module")

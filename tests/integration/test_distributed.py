@@ -45,7 +45,7 @@ def test_two_processes_update_as_one_process_accumulating_their_batches(data_dir
     threads = torch.get_num_threads()
     try:
         single = train(load_config(tiny_config(data_dir, tmp_path / "single", accum=2)),
-                       log=lambda _: None)
+                       log=lambda _: None).model_dir
     finally:
         torch.set_num_threads(threads)
 

@@ -44,7 +44,7 @@ def test_tiny_g2p_model_learns(tmp_path: Path):
                   "valid_every": 200, "progress": False, "num_samples": 0,
                   "scheduler": {"kind": "constant"}, "early_stopping": {"patience": 0}},
         "decode": {"beam_size": 1, "max_len_offset": 5}})
-    model_dir = train(cfg, log=lambda _: None)
+    model_dir = train(cfg, log=lambda _: None).model_dir
     log = [json.loads(x) for x in (model_dir / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["token_error_rate"] < log[0]["token_error_rate"]
 

@@ -82,10 +82,10 @@ def config(files: dict[str, str], out_dir: Path, model: dict, lr: float) -> dict
 @pytest.mark.parametrize("name", RUNS)
 def test_tiny_model_learns_multi30k(name: str, multi30k_slice, tmp_path: Path):
     model, lr, bleu_floor, chrf_floor = RUNS[name]
-    trainer = Trainer(load_config(config(multi30k_slice, tmp_path / name, model, lr)),
-                      log=lambda _: None)
+    cfg = load_config(config(multi30k_slice, tmp_path / name, model, lr))
+    trainer = Trainer.from_config(cfg, log=lambda _: None)
     initial = trainer.valid_loss()
-    model_dir = trainer.run()
+    model_dir = trainer.run().model_dir
     history = trainer.progress.history
     assert [r["step"] for r in history] == [STEPS // 2, STEPS]
     losses = [initial] + [r["valid_loss"] for r in history]

@@ -53,7 +53,7 @@ def one_thread():
 
 def test_tiny_transformer_learns_multi30k(data_dir: Path, tmp_path: Path, one_thread):
     model_dir = train(load_config(tiny_transformer_config(data_dir, tmp_path / "model")),
-                      log=lambda _: None)
+                      log=lambda _: None).model_dir
     records = [json.loads(line) for line in (model_dir / LOG_FILE).read_text().splitlines()]
     assert [r["step"] for r in records] == [150, 300]
     first, last = records

@@ -194,20 +194,20 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(slice_files, tmp_
     def quiet(_: str) -> None:
         pass
 
-    straight = Trainer(load_config(slice_config(slice_files, tmp_path / "a", 8, scheduler)),
-                       log=quiet)
+    def config(run: str, steps: int):
+        return load_config(slice_config(slice_files, tmp_path / run, steps, scheduler))
+
+    straight = Trainer.from_config(config("a", 8), log=quiet)
     assert len(straight.epoch_batches(0)) < 8  # the run crosses an epoch boundary
     straight.run()
 
-    Trainer(load_config(slice_config(slice_files, tmp_path / "b", 4, scheduler)),
-            log=quiet).run()
+    Trainer.from_config(config("b", 4), log=quiet).run()
     assert (tmp_path / "b" / "checkpoints" / "latest").read_text().strip() == "step-00000004"
     # as if killed after logging step 8's validation but before its checkpoint landed
     with open(tmp_path / "b" / "train_log.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": 8, "bleu": -1.0}) + "\n")
     messages: list[str] = []
-    resumed = Trainer(load_config(slice_config(slice_files, tmp_path / "b", 8, scheduler)),
-                      resume=True, log=messages.append)
+    resumed = Trainer.from_config(config("b", 8), resume=True, log=messages.append)
     assert resumed.progress.step == 4
     assert any("resumed from" in m and "step 4" in m for m in messages), messages
     assert any("prepared data:" in m and "reused" in m for m in messages), messages
@@ -233,8 +233,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(slice_files, tmp_
 
 def test_resume_without_a_checkpoint_starts_from_scratch(slice_files, tmp_path: Path):
     messages: list[str] = []
-    trainer = Trainer(load_config(slice_config(slice_files, tmp_path / "c", 1, "constant")),
-                      resume=True, log=messages.append)
+    cfg = load_config(slice_config(slice_files, tmp_path / "c", 1, "constant"))
+    trainer = Trainer.from_config(cfg, resume=True, log=messages.append)
     assert trainer.progress.step == 0
     assert any("no checkpoint" in m and "starting from scratch" in m for m in messages)
 
@@ -243,7 +243,7 @@ def test_a_run_that_uses_up_its_epochs_says_so(slice_files, tmp_path: Path):
     raw = slice_config(slice_files, tmp_path / "e", 100, "constant")
     raw["train"]["max_epochs"] = 1
     messages: list[str] = []
-    trainer = Trainer(load_config(raw), log=messages.append)
+    trainer = Trainer.from_config(load_config(raw), log=messages.append)
     trainer.run()
     assert trainer.progress.step == len(trainer.epoch_batches(0)) < 100
     assert any("training finished (max_epochs reached)" in m for m in messages), messages
@@ -259,14 +259,14 @@ def test_a_fresh_run_in_a_used_directory_does_not_lose_its_checkpoints(slice_fil
     out = tmp_path / "reused"
     raw = slice_config(slice_files, out, 12, "constant")
     raw["train"].update({"keep_last": 2, "valid_every": 4})
-    Trainer(load_config(raw), log=quiet).run()
+    Trainer.from_config(load_config(raw), log=quiet).run()
     assert [p.name for p in list_checkpoints(out)] == ["step-00000008", "step-00000012"]
     raw["train"]["max_steps"] = 4
-    Trainer(load_config(raw), log=quiet).run()  # a new run, not --resume
+    Trainer.from_config(load_config(raw), log=quiet).run()  # a new run, not --resume
     assert [p.name for p in list_checkpoints(out)] == ["step-00000004"]
     assert latest_checkpoint(out).name == "step-00000004"
     raw["train"]["max_steps"] = 8
-    resumed = Trainer(load_config(raw), resume=True, log=quiet)
+    resumed = Trainer.from_config(load_config(raw), resume=True, log=quiet)
     assert resumed.progress.step == 4
 
 
@@ -277,13 +277,13 @@ def test_linear_decay_resumes_exactly_after_sigterm(slice_files, tmp_path: Path)
     def config(run: str):
         return load_config(slice_config(slice_files, tmp_path / run, 8, "linear"))
 
-    straight = Trainer(config("a"), log=quiet)
+    straight = Trainer.from_config(config("a"), log=quiet)
     assert straight.planned_steps == 8
     straight.run()
     assert straight.optimizer.param_groups[0]["lr"] == 0.0  # the budget is spent
 
     messages: list[str] = []
-    stopped = Trainer(config("b"), log=messages.append)
+    stopped = Trainer.from_config(config("b"), log=messages.append)
     update = stopped.train_step
 
     def update_then_sigterm(batches):
@@ -296,7 +296,7 @@ def test_linear_decay_resumes_exactly_after_sigterm(slice_files, tmp_path: Path)
     stopped.run()
     assert stopped.progress.step == 4 and latest_checkpoint(tmp_path / "b").name == "step-00000004"
     assert any("stopped by SIGTERM" in m and "not validated yet" in m for m in messages), messages
-    resumed = Trainer(config("b"), resume=True, log=quiet)
+    resumed = Trainer.from_config(config("b"), resume=True, log=quiet)
     resumed.run()
     assert resumed.progress.step == 8
     assert_same_tensors(straight.model.state_dict(), resumed.model.state_dict())
@@ -305,7 +305,7 @@ def test_linear_decay_resumes_exactly_after_sigterm(slice_files, tmp_path: Path)
     # a time budget that runs out before the updates do sets the pace of the decay
     raw = slice_config(slice_files, tmp_path / "c", 8, "linear")
     raw["train"]["max_minutes"] = 10.0
-    timed = Trainer(load_config(raw), log=quiet)
+    timed = Trainer.from_config(load_config(raw), log=quiet)
     assert timed.budget_used(2) == pytest.approx(2 / 8)
     timed.progress.elapsed_s = 450.0
     assert timed.budget_used(2) == pytest.approx(0.75)

@@ -183,10 +183,10 @@ def test_trainer_reports_the_filtered_count(tmp_path: Path):
         "train": {"out_dir": str(tmp_path / "model"), "progress": False},
     })
     messages: list[str] = []
-    trainer = Trainer(cfg, log=messages.append)
+    trainer = Trainer.from_config(cfg, log=messages.append)
     assert len(trainer.data) == 2
     assert any("4 pairs read, 2 kept" in m and "2 longer than max_len=5" in m
                for m in messages), messages
     with pytest.raises(ValueError, match="no training pairs left"):
-        Trainer(load_config(cfg.model_dump(mode="json"), ["data.max_len=1"]),
+        Trainer.from_config(load_config(cfg.model_dump(mode="json"), ["data.max_len=1"]),
                 log=messages.append)

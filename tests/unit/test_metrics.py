@@ -242,7 +242,7 @@ def tiny_g2p(tmp_path_factory) -> Path:
         "train": {"out_dir": str(root / "model"), "max_steps": 4, "valid_every": 2,
                   "progress": False, "num_samples": 0},
         "decode": {"beam_size": 1, "max_len_offset": 3}})
-    return train(cfg, log=lambda _: None)
+    return train(cfg, log=lambda _: None).model_dir
 
 
 def test_validation_logs_the_configured_metrics_under_their_names(tiny_g2p: Path):

@@ -371,7 +371,7 @@ def test_pretrained_frozen_embeddings_do_not_train(tmp_path: Path):
     from transduce.training.trainer import Trainer
 
     messages: list[str] = []
-    trainer = Trainer(load_config(raw), log=messages.append)
+    trainer = Trainer.from_config(load_config(raw), log=messages.append)
     assert any("loaded 4 pretrained vectors" in m for m in messages)
     src_before = trainer.model.src_embed.weight.detach().clone()
     tgt_before = trainer.model.tgt_embed.weight.detach().clone()

@@ -22,7 +22,7 @@ from transduce.data.loader import Prefetcher
 from transduce.data.prepare import find_cache, prepare, reservoir
 from transduce.data.sources import BadLines, iter_pairs
 from transduce.text import load_codecs, save_codecs
-from transduce.training import trainer as trainer_module
+from transduce.training import setup as run_setup
 from transduce.training.trainer import Trainer
 
 
@@ -317,7 +317,7 @@ def test_training_reads_its_ids_from_the_memory_mapped_cache(tmp_path: Path, m30
     cfg = spm_config(tmp_path, m30k)
     cfg.train.max_steps, cfg.train.valid_every, cfg.train.batch_tokens = 3, 100, 400
     messages: list[str] = []
-    trainer = Trainer(cfg, log=messages.append)
+    trainer = Trainer.from_config(cfg, log=messages.append)
     seen: list[object] = []
     original = trainer._batches
 
@@ -338,12 +338,12 @@ def test_training_reads_its_ids_from_the_memory_mapped_cache(tmp_path: Path, m30
 
 
 def test_precision_auto_times_a_matrix_product(monkeypatch):
-    assert trainer_module.bf16_speedup(size=64, rounds=3) > 0
+    assert run_setup.bf16_speedup(size=64, rounds=3) > 0
     messages: list[str] = []
-    monkeypatch.setattr(trainer_module, "bf16_speedup", lambda: 0.6)
-    assert trainer_module.resolve_precision("auto", torch.device("cpu"), messages.append) is None
-    monkeypatch.setattr(trainer_module, "bf16_speedup", lambda: 2.7)
-    assert trainer_module.resolve_precision("auto", torch.device("cpu"),
+    monkeypatch.setattr(run_setup, "bf16_speedup", lambda: 0.6)
+    assert run_setup.resolve_precision("auto", torch.device("cpu"), messages.append) is None
+    monkeypatch.setattr(run_setup, "bf16_speedup", lambda: 2.7)
+    assert run_setup.resolve_precision("auto", torch.device("cpu"),
                                             messages.append) == torch.bfloat16
     assert "0.60x" in messages[0] and "fp32" in messages[0]
     assert "2.70x" in messages[1] and "bf16" in messages[1]

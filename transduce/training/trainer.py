@@ -1,49 +1,46 @@
-"""The training loop. It knows batches, a loss and a model's forward; nothing of architectures."""
+"""The training loop: batches in, updates out, validation and checkpoints on the way.
+
+It knows a model only through `features(src_ids, src_mask, tgt_in)` and `output_weight`
+(the loss is computed from those), and reports to callbacks (callbacks.py) instead of
+writing logs itself. Setting a run up (data, tokenizers, model) is setup.py's job; `train`
+does both and returns a `TrainResult`.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
-import os
-import random
-import shutil
 import signal
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from tqdm import tqdm
 
-from transduce.config import Config, save_config
-from transduce.data import Batch, collate, make_batches, read_parallel
+from transduce.config import Config
+from transduce.data import Batch, collate, make_batches
 from transduce.data.batching import plan_batches
-from transduce.data.dataset import PreparedCorpus, encode_pairs
 from transduce.data.loader import Prefetcher
-from transduce.data.prepare import check_cache, find_cache, prepare
-from transduce.evaluate import METRICS, evaluate, split_refs
-from transduce.models import build_model, count_parameters
-from transduce.models.build import load_pretrained_embeddings
-from transduce.text import load_codecs, save_codecs
+from transduce.evaluate import METRICS, evaluate
 from transduce.training import distributed
-from transduce.training.checkpoint import (
-    CHECKPOINTS,
-    MODEL_FILE,
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-    save_weights,
+from transduce.training.callbacks import (
+    LOG_FILE,
+    Callback,
+    JsonlLog,
+    ProgressBar,
+    Sample,
+    TrainStats,
+    Validation,
 )
+from transduce.training.checkpoint import MODEL_FILE, load_checkpoint, save_checkpoint, save_weights
 from transduce.training.loss import output_layer_loss
 from transduce.training.schedules import make_scheduler
+from transduce.training.setup import Setup, set_up
 from transduce.translator import Translator
 
-LOG_FILE = "train_log.jsonl"
+__all__ = ["LOG_FILE", "Progress", "TrainResult", "Trainer", "train"]
 
 
 @dataclass
@@ -62,65 +59,23 @@ class Progress:
     history: list[dict] = field(default_factory=list)
 
 
-def resolve_device(setting: str) -> torch.device:
-    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
+@dataclass
+class TrainResult:
+    """What a run gives back: where the model is and how well it did."""
 
+    model_dir: Path
+    metric: str  # the metric that picked the best model ("loss" or a name in METRICS)
+    best_score: float | None  # its best validation value (None: never validated)
+    best_step: int
+    steps: int
+    epochs: int  # epochs begun
+    minutes: float  # wall time of the loop, resumed runs included
+    stop_reason: str
+    history: list[dict]  # the validation records (as in train_log.jsonl) of this process
 
-def resolve_precision(setting: str, device: torch.device,
-                      log: Callable[[str], None] = print) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32. 'auto': on CUDA bf16 where supported, else fp16;
-    on a CPU bf16 only where a timed matrix product shows it to be much faster than fp32."""
-    if setting == "fp32":
-        return None
-    if setting == "bf16":
-        _cap_onednn_cache()
-        return torch.bfloat16
-    if setting == "fp16":
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    _cap_onednn_cache()
-    speedup = bf16_speedup()
-    # The small Transformer's step gained ~1.15x where bf16 products ran 2.3-3x fp32's
-    # speed: below ~1.5x the casts around the products eat the gain.
-    choice = torch.bfloat16 if speedup >= 1.5 else None
-    log(f"precision auto: bf16 matrix products run at {speedup:.2f}x fp32's speed on this "
-        f"CPU -> {'bf16' if choice else 'fp32'}")
-    return choice
-
-
-def _cap_onednn_cache() -> None:
-    """oneDNN keeps a compiled kernel, with its buffers, for each of the last 1,024 shapes it
-    saw; with bf16 and batches of many shapes that cache alone held ~1 GB (small Transformer:
-    RssAnon 2.3 GB, against 1.38 GB with 16 kernels at the same speed, 1.62 GB with 128).
-    oneDNN reads this when it first runs; a value the user set is kept."""
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
-
-
-def bf16_speedup(size: int = 512, rounds: int = 7) -> float:
-    """How many times faster a (size x size) matrix product runs in bf16 than in fp32 on
-    this CPU: the median over `rounds` of the ratio of one fp32 and one bf16 timing taken
-    back to back (some tens of milliseconds in all), so that a moment of load from another
-    process does not decide. CPU flags don't tell: measured 0.6x with avx512_bf16 alone,
-    2.3-3x on AMD Zen 4 and ~3x with AMX."""
-    if not torch.backends.mkldnn.is_available():
-        return 0.0
-    pairs = {dtype: (torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype))
-             for dtype in (torch.float32, torch.bfloat16)}
-
-    def seconds(dtype: torch.dtype) -> float:
-        a, b = pairs[dtype]
-        tick = time.perf_counter()
-        for _ in range(3):
-            a @ b
-        return time.perf_counter() - tick
-
-    seconds(torch.float32), seconds(torch.bfloat16)  # warm-up: the first calls pick kernels
-    ratios = sorted(seconds(torch.float32) / max(seconds(torch.bfloat16), 1e-9)
-                    for _ in range(rounds))
-    return ratios[len(ratios) // 2]
+    @property
+    def best_record(self) -> dict | None:
+        return next((r for r in self.history if r["step"] == self.best_step), None)
 
 
 def make_optimizer(cfg: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -138,80 +93,52 @@ def make_optimizer(cfg: Config, params: list[torch.nn.Parameter]) -> torch.optim
     return torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay)
 
 
-class Trainer:
-    """Trains `cfg` into the model directory cfg.train.out_dir.
+def add_l1_gradient(params: Sequence[torch.nn.Parameter], coefficient: float) -> None:
+    """Add the (sub)gradient of coefficient * sum(|w|) to every weight matrix and embedding
+    (parameters with 2 or more dimensions; biases and normalization gains are left alone):
+    grad += coefficient * sign(w). sign(0) = 0, so an exact zero stays a minimum."""
+    for p in params:
+        if p.grad is not None and p.dim() >= 2:
+            p.grad.add_(torch.sign(p.detach()), alpha=coefficient)
 
-    Reading data and building tokenizers happen in `__init__`; `run()` trains, validating
-    every `valid_every` steps (JSONL log, best model, checkpoint, early stopping).
-    Under torchrun each process trains on its share of the batches (distributed.py).
+
+class Trainer:
+    """Trains a set-up run (setup.py) into its model directory.
+
+    `run()` trains, validating every train.valid_every updates (best model, checkpoint,
+    early stopping) and reporting to `callbacks`. Under torchrun each process trains on its
+    share of the batches (distributed.py); callbacks run on rank 0 only.
     """
 
-    def __init__(self, cfg: Config, resume: bool = False, log: Callable[[str], None] = print):
-        t, d = cfg.train, cfg.data
-        self.started = time.time()
-        self.device = resolve_device(t.device)
-        self.world = distributed.init(self.device.type == "cuda")
-        if self.world.size > 1 and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.world.local_rank)
-        self.cfg, self.log = cfg, log if self.world.main else (lambda _: None)
-        log = self.log
-        self.out = Path(t.out_dir)
-        self.amp_dtype = resolve_precision(t.precision, self.device, log)
-        # CPU timings differ between processes: all of them take bf16 if any chose it.
-        timed = t.precision == "auto" and self.device.type == "cpu" and self.world.size > 1
-        if timed and distributed.reduce(self.world, [float(self.amp_dtype is not None)],
-                                        "max")[0]:
-            self.amp_dtype = torch.bfloat16
-        if t.threads:
-            torch.set_num_threads(t.threads)
-        random.seed(t.seed)
-        torch.manual_seed(t.seed)
-        # Validation references: TAB-separated alternatives per line; the loss uses the first.
-        self.valid_text: tuple[list[str], list[list[str]]] | None = None
-        if d.valid_src and d.valid_tgt:
-            valid_src, valid_tgt = read_parallel(d.valid_src, d.valid_tgt)
-            self.valid_text = valid_src, [split_refs(line) for line in valid_tgt]
-        ckpt = latest_checkpoint(self.out) if resume else None
-        if resume and ckpt is None:
-            log(f"no checkpoint in {self.out}/checkpoints: starting from scratch")
-        self.data = PreparedCorpus(self._prepared(self.out if ckpt is not None else None))
-        self.src, self.tgt = load_codecs(self.data.path)
-        self.valid_data = encode_pairs(self.valid_text[0], [r[0] for r in self.valid_text[1]],
-                                       self.src, self.tgt) if self.valid_text else None
-        self.model = build_model(cfg.model, len(self.src.vocab), len(self.tgt.vocab),
-                                 self.src.vocab.pad_id).to(self.device)
-        self._load_pretrained()
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(cfg, params)
+    def __init__(self, setup: Setup, callbacks: Sequence[Callback] = ()):
+        self.setup, self.cfg, self.log = setup, setup.cfg, setup.log
+        self.model, self.src, self.tgt = setup.model, setup.src, setup.tgt
+        self.data, self.device, self.world = setup.data, setup.device, setup.world
+        self.valid_text, self.valid_data = setup.valid_text, setup.valid_data
+        self.out, self.amp_dtype = setup.out, setup.amp_dtype
+        self.callbacks = list(callbacks) if self.world.main else []
+        t = self.cfg.train
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.cfg, self.params)
         # fp16 gradients can underflow: scale the loss (bf16 has fp32's range and needs none).
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype == torch.float16)
         self.progress = Progress()
         self._plan: tuple[int, list[np.ndarray]] | None = None
+        self._stop_request = ""
+        self.grad_norm = 0.0
         per_epoch = len(self.epoch_batches(0))
         self.planned_steps = max(1, -(-per_epoch // t.accum_steps) * t.max_epochs)
         if t.max_steps:
             self.planned_steps = min(self.planned_steps, t.max_steps)
-        self.scheduler = make_scheduler(t.scheduler, self.optimizer, cfg.model.hidden_size,
+        self.scheduler = make_scheduler(t.scheduler, self.optimizer, setup.model_dim,
                                         self.budget_used)
-        if ckpt is not None:
-            self.progress = Progress(**load_checkpoint(ckpt, self.model, self.optimizer,
-                                                       self.scheduler))
-            log(f"resumed from {ckpt} (step {self.progress.step}, epoch {self.progress.epoch})")
-            self._trim_log()
-        elif self.world.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            # A fresh run owns the directory: an earlier run's checkpoints sort after ours, so
-            # pruning would delete ours and `latest`, --resume and `average` would mix runs.
-            shutil.rmtree(self.out / CHECKPOINTS, ignore_errors=True)
-            save_config(cfg, self.out / "config.yaml")
-            save_codecs(self.src, self.tgt, self.out)
-            (self.out / LOG_FILE).unlink(missing_ok=True)
-            (self.out / MODEL_FILE).unlink(missing_ok=True)
-        log(f"model: {count_parameters(self.model):,} parameters; vocab src "
-            f"{len(self.src.vocab):,} tgt {len(self.tgt.vocab):,}; device {self.device}"
-            f"{'' if self.amp_dtype is None else f', autocast {self.amp_dtype}'}"
-            f"{'' if self.world.size == 1 else f'; {self.world.size} processes'}")
+        self.resumed = setup.checkpoint is not None
+        if setup.checkpoint is not None:
+            self.progress = Progress(**load_checkpoint(setup.checkpoint, self.model,
+                                                       self.optimizer, self.scheduler))
+            self.log(f"resumed from {setup.checkpoint} (step {self.progress.step}, "
+                     f"epoch {self.progress.epoch})")
         self.features = self.model.features  # teacher forcing up to the output layer
         if self.world.rank > 0:  # its own dropout masks (rank 0 draws as one process would)
             torch.manual_seed(t.seed + 7919 * self.world.rank + self.progress.step)
@@ -221,43 +148,16 @@ class Trainer:
             self.ddp = DistributedDataParallel(_Features(self.model))
             self.features = self.ddp
 
-    def _trim_log(self) -> None:
-        """Drop log records newer than the checkpoint we resume from: a run killed between a
-        validation's log line and its checkpoint would otherwise log that step twice."""
-        path = self.out / LOG_FILE
-        if not path.exists():
-            return
-        lines = path.read_text(encoding="utf-8").splitlines()
-        kept = [line for line in lines
-                if line.strip() and json.loads(line).get("step", 0) <= self.progress.step]
-        if len(kept) != len(lines):
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-            tmp.replace(path)
+    @classmethod
+    def from_config(cls, cfg: Config, resume: bool = False, log: Callable[[str], None] = print,
+                    callbacks: Sequence[Callback] | None = None) -> Trainer:
+        """Set up `cfg` and a trainer for it, with `default_callbacks` unless given."""
+        setup = set_up(cfg, resume, log)
+        return cls(setup, default_callbacks(setup) if callbacks is None else callbacks)
 
-    def _prepared(self, tokenizer_dir: Path | None) -> Path:
-        """The prepared cache of the training data: rank 0 prepares (or reuses) it while the
-        other processes wait, then every process memory-maps the same files."""
-        threads = self.cfg.train.threads or os.cpu_count() or 1
-        if self.world.main:
-            path = prepare(self.cfg, tokenizer_dir, threads, self.log)
-        distributed.barrier(self.world)
-        if not self.world.main:
-            path, _ = find_cache(self.cfg, tokenizer_dir)
-            problem = check_cache(path)
-            if problem is not None:
-                raise ValueError(f"rank {self.world.rank} cannot read the prepared data at "
-                                 f"{path} ({problem}): data.cache_dir must be on a filesystem "
-                                 "that every machine shares")
-        return path
-
-    def _load_pretrained(self) -> None:
-        pre = self.cfg.model.pretrained_embeddings
-        for path, embed, codec in ((pre.src, self.model.src_embed, self.src),
-                                   (pre.tgt, self.model.tgt_embed, self.tgt)):
-            if path:
-                n = load_pretrained_embeddings(embed, path, codec.vocab.itos, pre.freeze)
-                self.log(f"loaded {n:,} pretrained vectors from {path}")
+    def request_stop(self, reason: str) -> None:
+        """Stop after the current update or validation (a callback's way to end the run)."""
+        self._stop_request = self._stop_request or reason
 
     # ---- the loop ---------------------------------------------------------------------
 
@@ -288,6 +188,7 @@ class Trainer:
     def train_step(self, batches: list[Batch]) -> tuple[float, int]:
         """One update from (accumulated) batches; returns the mean loss per target token of
         this process's batches, and the target tokens of the update over all processes."""
+        t = self.cfg.train
         self.model.train()
         n_tokens = sum(b.n_tgt_tokens for b in batches)
         # The gradient is the summed loss over every process's tokens / their number: DDP
@@ -302,12 +203,15 @@ class Trainer:
                 with self._autocast():
                     features = self.features(b.src_ids, b.src_mask, b.tgt_in)  # (B, T, H)
                 loss = output_layer_loss(features, self.model.output_weight, b.tgt_out,
-                                         self.tgt.vocab.pad_id, self.cfg.train.label_smoothing)
+                                         self.tgt.vocab.pad_id, t.label_smoothing)
                 self.scaler.scale(loss * scale).backward()
             total += loss.item()
-        if self.cfg.train.clip_grad_norm > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad_norm)
+        self.scaler.unscale_(self.optimizer)  # a no-op without fp16 loss scaling
+        if t.l1:
+            add_l1_gradient(self.params, t.l1)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        self.grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, t.clip_grad_norm)
+                               if t.clip_grad_norm > 0 else torch.nn.utils.get_total_norm(grads))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -315,43 +219,38 @@ class Trainer:
             self.scheduler.step()
         return total / max(n_tokens, 1), n_all
 
-    def run(self) -> Path:
-        """Train until a stop condition; returns the model directory."""
+    def run(self) -> TrainResult:
+        """Train until a stop condition."""
         t, p = self.cfg.train, self.progress
-        stop_requested = {"flag": False}
+        sigterm = {"flag": False}
 
         def on_signal(signum: int, frame: object) -> None:
-            stop_requested["flag"] = True
+            sigterm["flag"] = True
 
         old = signal.signal(signal.SIGTERM, on_signal)
-        # A live bar on a terminal; in a log file, one plain line every 30 seconds instead.
-        bar = tqdm(total=self.planned_steps, initial=p.step, unit="step", dynamic_ncols=True,
-                   smoothing=0.05, mininterval=0.5 if sys.stderr.isatty() else 30.0,
-                   disable=not t.progress or not self.world.main)
         started = time.time() - p.elapsed_s
+        self._call("on_train_begin")
         try:
             while p.epoch < t.max_epochs:
                 batches = self.epoch_batches(p.epoch)
                 groups = [batches[i:i + t.accum_steps]
                           for i in range(p.batch_in_epoch, len(batches), t.accum_steps)]
                 with Prefetcher(self._batches, groups) as loader:
-                    reason = self._epoch(loader, bar, started, stop_requested)
+                    reason = self._epoch(loader, started, sigterm)
                 if reason:
-                    return self._finish(bar, reason)
+                    return self._finish(reason)
                 p.epoch += 1
                 p.batch_in_epoch = 0
-            self.validate(bar, final=True)
-            return self._finish(bar, "max_epochs reached")
+            self.validate(final=True)
+            return self._finish("max_epochs reached")
         except KeyboardInterrupt:
             self._checkpoint()
-            bar.close()
             self.log(f"interrupted: saved a checkpoint at step {p.step}; continue with --resume")
             raise
         finally:
             signal.signal(signal.SIGTERM, old)
 
-    def _epoch(self, loader: Prefetcher, bar: tqdm, started: float,
-               stop_requested: dict[str, bool]) -> str:
+    def _epoch(self, loader: Prefetcher, started: float, sigterm: dict[str, bool]) -> str:
         """Train on the rest of this epoch's batches; a reason to stop, or "" at its end."""
         t, p = self.cfg.train, self.progress
         window_loss, window_tokens, window_time = 0.0, 0, 0.0
@@ -359,37 +258,45 @@ class Trainer:
         for data in loader:  # waiting for a batch counts as training time
             loss, n = self.train_step(data)
             if p.step == 0:
-                self.log(f"first update after {time.time() - self.started:.1f} s")
+                self.log(f"first update after {time.time() - self.setup.started:.1f} s")
             dt = time.time() - tick
             p.batch_in_epoch += len(data)
             p.step += 1
             p.tgt_tokens += n
             p.train_time_s += dt
-            window_loss += loss * n
-            window_tokens += n
-            window_time += dt
+            window_loss, window_tokens, window_time = (window_loss + loss * n,
+                                                       window_tokens + n, window_time + dt)
             p.elapsed_s = time.time() - started
+            stop = sigterm["flag"] or bool(self._stop_request)
             if self.world.size > 1:  # one clock and one stop signal for all
-                p.elapsed_s, stop = distributed.reduce(
-                    self.world, [p.elapsed_s, float(stop_requested["flag"])], "max",
-                    self.device)
-                stop_requested["flag"] = stop > 0
+                p.elapsed_s, flag = distributed.reduce(
+                    self.world, [p.elapsed_s, float(stop)], "max", self.device)
+                stop = flag > 0
             if p.step % t.log_every == 0 or p.step == 1:
-                bar.set_postfix(self._postfix(window_loss / window_tokens,
-                                              window_tokens / window_time), refresh=False)
+                stats = TrainStats(p.step, p.epoch + 1, window_loss / window_tokens,
+                                   window_tokens / max(window_time, 1e-9),
+                                   self.optimizer.param_groups[0]["lr"], self.grad_norm,
+                                   p.elapsed_s)
+                self._call("on_log", stats)
                 window_loss, window_tokens, window_time = 0.0, 0, 0.0
-            bar.update(1)
-            if stop_requested["flag"]:
+            self._call("on_step")
+            if stop:
                 self._checkpoint()
-                return "stopped by SIGTERM; continue with --resume"
+                return (self._stop_request or "stopped by another process" if not sigterm["flag"]
+                        else "stopped by SIGTERM; continue with --resume")
             reason = self._stop_reason()
             validate = p.step % t.valid_every == 0 or reason
-            if validate and self.validate(bar, final=bool(reason)):
+            if validate and self.validate(final=bool(reason)):
                 reason = reason or "early stopping"
+            reason = reason or self._stop_request  # a callback may stop after validating
             if reason:
                 return reason
             tick = time.time()  # validation is not training time
         return ""
+
+    def _call(self, hook: str, *args: object) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
 
     def budget_used(self, step: int) -> float:
         """The fraction of the training budget spent after `step` updates: of the planned
@@ -400,14 +307,6 @@ class Trainer:
             used = max(used, self.progress.elapsed_s / (t.max_minutes * 60))
         return used
 
-    def _postfix(self, loss: float, tok_s: float) -> dict[str, str]:
-        t, p = self.cfg.train, self.progress
-        fix = {"loss": f"{loss:.3f}", "tok/s": f"{tok_s:,.0f}",
-               "lr": f"{self.optimizer.param_groups[0]['lr']:.2e}", "ep": str(p.epoch + 1)}
-        if t.max_minutes:
-            fix["left"] = f"{max(0.0, t.max_minutes - p.elapsed_s / 60):.1f}m"
-        return fix
-
     def _stop_reason(self) -> str:
         t, p = self.cfg.train, self.progress
         if t.max_steps and p.step >= t.max_steps:
@@ -416,20 +315,22 @@ class Trainer:
             return "time budget reached"
         return ""
 
-    def _finish(self, bar: tqdm, reason: str) -> Path:
-        bar.close()
+    def _finish(self, reason: str) -> TrainResult:
         p = self.progress
-        if p.best is not None:
-            name = self._stop_metric()
-            value = signed_score(name, p.best)  # its own inverse
+        name = self.stop_metric
+        value = None if p.best is None else signed_score(name, p.best)  # its own inverse
+        result = TrainResult(self.out, name, value, p.best_step, p.step, p.epoch + 1,
+                             p.elapsed_s / 60, reason, list(p.history))
+        if value is not None:
             best = f"best {name} {value:.2f} at step {p.best_step}"
         else:
             best = "no validation set" if self.valid_data is None else "not validated yet"
-        self.log(f"training finished ({reason}) after {p.step} steps, {p.elapsed_s / 60:.1f} min;"
-                 f" {best}. Model: {self.out}")
         if self.world.main and not (self.out / MODEL_FILE).exists():
             save_weights(self.model, self.out / MODEL_FILE)
-        return self.out
+        self._call("on_train_end", result)
+        self.log(f"training finished ({reason}) after {p.step} steps, {p.elapsed_s / 60:.1f} min;"
+                 f" {best}. Model: {self.out}")
+        return result
 
     # ---- validation -------------------------------------------------------------------
 
@@ -452,8 +353,14 @@ class Trainer:
             n += b.n_tgt_tokens
         return total / max(n, 1)
 
-    def validate(self, bar: tqdm, final: bool = False) -> bool:
-        """Log metrics, keep the best model, checkpoint; returns True when early stopping."""
+    def translator(self) -> Translator:
+        """The model being trained as a Translator (never an int8 copy of it)."""
+        return Translator(self.model, self.src, self.tgt, self.cfg.decode, self.device,
+                          quantize="none")
+
+    def validate(self, final: bool = False) -> bool:
+        """Score the model, keep the best, checkpoint, report to the callbacks; True when
+        early stopping."""
         t, p = self.cfg.train, self.progress
         if self.valid_text is None:
             self._save_model()
@@ -464,11 +371,9 @@ class Trainer:
         if t.valid_max_sentences:
             srcs, refs = srcs[: t.valid_max_sentences], refs[: t.valid_max_sentences]
         loss = self.valid_loss()
-        # Validation scores the model being trained, never an int8 copy of it.
-        translator = Translator(self.model, self.src, self.tgt, self.cfg.decode, self.device,
-                                quantize="none")
-        hyps = [tr.text for tr in translator.translate(srcs, beam_size=t.valid_beam, n_best=1)]
-        name = self._stop_metric()
+        hyps = [tr.text for tr in self.translator().translate(srcs, beam_size=t.valid_beam,
+                                                              n_best=1)]
+        name = self.stop_metric
         names = list(dict.fromkeys([*self.cfg.eval.metrics, "exact_match"]))
         if name != "loss" and name not in names:
             names.append(name)
@@ -479,28 +384,19 @@ class Trainer:
             self._save_model()
         if isinstance(self.scheduler, ReduceLROnPlateau):  # mode "max"
             self.scheduler.step(signed_score(name, value))
-        record = {"step": p.step, "epoch": p.epoch + 1, "elapsed_s": round(p.elapsed_s, 2),
-                  "train_time_s": round(p.train_time_s, 2), "tgt_tokens": p.tgt_tokens,
-                  "tokens_per_s": round(p.tgt_tokens / max(p.train_time_s, 1e-9), 1),
-                  "valid_loss": round(loss, 4), "valid_ppl": round(math.exp(min(loss, 50)), 2),
-                  **{k: round(v, 2) for k, v in values.items()},
-                  "lr": self.optimizer.param_groups[0]["lr"], "best": improved,
-                  "valid_time_s": round(time.time() - tick, 2)}
-        p.history.append(record)
-        if self.world.main:
-            with open(self.out / LOG_FILE, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            shown = " ".join(f"{k} {v:.2f}" for k, v in values.items())
-            bar.write(f"[step {p.step}] valid loss {loss:.3f} ppl {record['valid_ppl']:.1f} "
-                      f"{shown} | {record['tokens_per_s']:,.0f} "
-                      f"tgt tok/s{' *best*' if improved else ''}")
-            for s, h, r in list(zip(srcs, hyps, refs))[: t.num_samples]:
-                bar.write(f"    src: {s}\n    ref: {' | '.join(r)}\n    hyp: {h}")
+        valid = Validation(p.step, p.epoch + 1, loss, values, improved,
+                           self.optimizer.param_groups[0]["lr"], p.elapsed_s, p.train_time_s,
+                           p.tgt_tokens, time.time() - tick)
+        p.history.append(valid.record())
+        samples = [Sample(s, r, h) for s, h, r in zip(srcs[: t.num_samples],
+                                                      hyps[: t.num_samples], refs)]
+        self._call("on_validation", valid, samples)
         self._checkpoint()
         patience = t.early_stopping.patience
         return bool(patience) and p.bad_validations >= patience and not final
 
-    def _stop_metric(self) -> str:
+    @property
+    def stop_metric(self) -> str:
         """The metric that picks the best model and stops early (config resolves a null)."""
         return self.cfg.train.early_stopping.metric or self.cfg.eval.metrics[0]
 
@@ -534,14 +430,33 @@ def update_best(p: Progress, metric: str, value: float) -> bool:
     return False
 
 
-def train(cfg: Config, resume: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Train a model as configured; returns the model directory (cfg.train.out_dir).
+def default_callbacks(setup: Setup) -> list[Callback]:
+    """The progress bar and validation lines, the JSONL log, and TensorBoard where it is
+    installed and train.tensorboard is on."""
+    t = setup.cfg.train
+    callbacks: list[Callback] = [ProgressBar(t.progress, t.num_samples), JsonlLog(setup.out)]
+    if t.tensorboard and setup.world.main:
+        try:
+            from transduce.training.tensorboard import TensorBoardLog
+        except ImportError as e:
+            setup.log(f"TensorBoard logging is off ({e}); pip install tensorboard, "
+                      "or set train.tensorboard: false")
+        else:
+            callbacks.append(TensorBoardLog(setup.out))
+    return callbacks
+
+
+def train(cfg: Config, resume: bool = False, log: Callable[[str], None] = print,
+          callbacks: Sequence[Callback] = (), tokenizer_dir: str | Path | None = None
+          ) -> TrainResult:
+    """Train a model as configured, into cfg.train.out_dir. `callbacks` are added to the
+    default ones; `tokenizer_dir` gives a tokenizer to use instead of training one.
     Under torchrun, every process calls this (see training/distributed.py)."""
-    trainer = Trainer(cfg, resume, log)
+    setup = set_up(cfg, resume, log, tokenizer_dir)
     try:
-        return trainer.run()
+        return Trainer(setup, [*default_callbacks(setup), *callbacks]).run()
     finally:
-        distributed.shutdown(trainer.world)
+        distributed.shutdown(setup.world)
 
 
 class _Features(torch.nn.Module):
