@@ -150,7 +150,24 @@ def _read_input(path: str | None) -> Iterator[tuple[int, str]]:
 def _load_translator(args: argparse.Namespace):
     from transduce.translator import Translator
 
+    if getattr(args, "ensemble", None):
+        return Translator.load_ensemble([args.model_dir, *args.ensemble], device=args.device,
+                                        quantize=args.quantize)
     return Translator.load(args.model_dir, device=args.device, quantize=args.quantize)
+
+
+def _controls(args: argparse.Namespace, translator) -> object:
+    """The decode config's controls with the command line's changes, or None for none."""
+    from transduce.search import Controls
+
+    d = translator.decode
+    given = {"min_len": args.min_len, "no_repeat_ngram_size": args.no_repeat_ngram_size,
+             "repetition_penalty": args.repetition_penalty}
+    if all(v is None for v in given.values()):
+        return None
+    base = {"min_len": d.min_len, "no_repeat_ngram_size": d.no_repeat_ngram_size,
+            "repetition_penalty": d.repetition_penalty}
+    return Controls(**{k: base[k] if v is None else v for k, v in given.items()})
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
@@ -160,20 +177,30 @@ def cmd_translate(args: argparse.Namespace) -> int:
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     chunk: list[str] = []
 
+    controls = _controls(args, translator)
+
     def flush() -> None:
         results = translator.translate(chunk, beam_size=args.beam, n_best=args.n_best,
                                        sampling=args.sample, temperature=args.temperature,
                                        top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                                       batch_size=args.batch_size)
+                                       batch_size=args.batch_size, controls=controls,
+                                       coverage_penalty=args.coverage_penalty,
+                                       return_attention=args.alignments,
+                                       replace_unk=args.replace_unk)
         for r in results:
             if args.n_best and args.n_best > 1:
                 # Always n columns of (text, score): an empty input line, or a search that
                 # ended with fewer hypotheses, is padded with empty text scored -inf.
                 cells = [f"{a.text}\t{a.score:.4f}" for a in r.alternatives[:args.n_best]]
                 cells += ["\t-inf"] * (args.n_best - len(cells))
-                out.write("\t".join(cells) + "\n")
+                line = "\t".join(cells)
             else:
-                out.write(r.text + "\n")
+                line = r.text
+            if args.scores:
+                line += f"\t{r.confidence:.4f}"
+            if args.alignments:
+                line += "\t" + " ".join(f"{i}-{j}" for i, j in r.alignment or [])
+            out.write(line + "\n")
         out.flush()
         chunk.clear()
 
@@ -319,7 +346,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="transduce", description="Sequence-to-sequence learning and translation.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _training_parsers(sub)
+    _tune_parser(sub)
+    _decoding_parsers(sub)
+    _model_tool_parsers(sub)
+    _serve_parser(sub)
+    return p
 
+
+def _training_parsers(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("demo", help="train a small model on a made-up language pair (offline)")
     s.add_argument("--out", default="transduce-demo", help="output folder")
     s.add_argument("--minutes", type=float, default=2.5, help="training time budget")
@@ -353,22 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     s.set_defaults(func=cmd_train)
 
-    _tune_parser(sub)
 
-    def model_args(s: argparse.ArgumentParser) -> None:
-        s.add_argument("model_dir")
-        s.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy)")
-        s.add_argument("--batch-size", type=int, default=None, help="sentences per batch")
-        s.add_argument("--device", default="cpu")
-        quantize_arg(s)
-
-    def quantize_arg(s: argparse.ArgumentParser) -> None:
-        s.add_argument("--quantize", choices=["none", "int8"], default=None,
-                       help="int8: linear layers in int8, CPU only (faster; default: the "
-                            "model's decode.quantize)")
-
+def _decoding_parsers(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("translate", help="translate lines from stdin or a file")
-    model_args(s)
+    _model_args(s)
     s.add_argument("-i", "--input", help="input file (default: stdin)")
     s.add_argument("-o", "--output", help="output file (default: stdout)")
     s.add_argument("--n-best", type=int, default=None,
@@ -378,12 +401,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int, default=0)
     s.add_argument("--top-p", type=float, default=1.0)
     s.add_argument("--seed", type=int, default=None, help="sampling seed")
+    _control_args(s)
+    s.add_argument("--scores", action="store_true",
+                   help="append a TAB and the confidence: exp(log-probability / tokens)")
+    s.add_argument("--alignments", action="store_true",
+                   help="append a TAB and source-output token alignments (i-j) from attention")
+    s.add_argument("--replace-unk", action="store_true",
+                   help="replace an output <unk> by the source token it attends to most")
     s.add_argument("--chunk", type=int, default=2000, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_translate)
 
     s = sub.add_parser("evaluate", help="translate --src and score against --ref "
                        "(sacreBLEU, jiwer, rouge-score)")
-    model_args(s)
+    _model_args(s)
     s.add_argument("--src", required=True)
     s.add_argument("--ref", required=True,
                    help="references, line-aligned with --src; TAB separates alternatives")
@@ -394,6 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "token_error_rate (default: the model's eval.metrics)")
     s.set_defaults(func=cmd_evaluate)
 
+    s = sub.add_parser("attention", help="translate one sentence and plot its attention")
+    _model_args(s)
+    s.add_argument("text")
+    s.add_argument("-o", "--output", default="attention.png")
+    s.set_defaults(func=cmd_attention)
+
+
+def _model_tool_parsers(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("summary", help="layer table with parameter counts")
     s.add_argument("target", help="model directory or config file")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -405,12 +443,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model_dir")
     s.add_argument("-o", "--output", default="curves.png")
     s.set_defaults(func=cmd_curves)
-
-    s = sub.add_parser("attention", help="translate one sentence and plot its attention")
-    model_args(s)
-    s.add_argument("text")
-    s.add_argument("-o", "--output", default="attention.png")
-    s.set_defaults(func=cmd_attention)
 
     s = sub.add_parser("average", help="average the last checkpoints' weights")
     s.add_argument("model_dir")
@@ -426,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="overwrite out_dir")
     s.set_defaults(func=cmd_export)
 
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("serve", help="HTTP API and web page for model directories")
     s.add_argument("model_dirs", nargs="+", metavar="MODEL_DIR",
                    help="model directory, or NAME=DIR (e.g. en-de=runs/ende)")
@@ -441,9 +475,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-access-log", action="store_true", help="do not log every request")
     s.add_argument("--threads", type=int, default=None,
                    help="torch threads for decoding (default: torch's, one per core)")
-    quantize_arg(s)
+    _quantize_arg(s)
     s.set_defaults(func=cmd_serve)
-    return p
+
+
+def _model_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("model_dir")
+    s.add_argument("--ensemble", nargs="+", metavar="DIR", default=None,
+                   help="more model directories with the same tokenizer, decoding together "
+                        "with MODEL_DIR (log-probabilities averaged at every step)")
+    s.add_argument("--beam", type=int, default=None, help="beam size (1 = greedy)")
+    s.add_argument("--batch-size", type=int, default=None, help="sentences per batch")
+    s.add_argument("--device", default="cpu")
+    _quantize_arg(s)
+
+def _quantize_arg(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--quantize", choices=["none", "int8"], default=None,
+                   help="int8: linear layers in int8, CPU only (faster; default: the "
+                        "model's decode.quantize)")
+
+
+def _control_args(s: argparse.ArgumentParser) -> None:
+    """Length and repetition controls (docs/decoding.md)."""
+    s.add_argument("--min-len", type=int, default=None, help="output tokens before </s>")
+    s.add_argument("--no-repeat-ngram-size", type=int, default=None, metavar="N",
+                   help="no n-gram of N tokens twice in an output")
+    s.add_argument("--repetition-penalty", type=float, default=None, metavar="THETA",
+                   help="> 1: tokens already in the output become less likely")
+    s.add_argument("--coverage-penalty", type=float, default=None, metavar="BETA",
+                   help="beam search: GNMT's coverage penalty (Wu et al. 2016)")
 
 
 def _tune_parser(sub: argparse._SubParsersAction) -> None:
@@ -458,7 +518,7 @@ def _tune_parser(sub: argparse._SubParsersAction) -> None:
                    help="finished trials wanted, all workers together (default: the grid's "
                         "size, or 20)")
     s.add_argument("--sampler", choices=["grid", "random", "tpe"], default="tpe")
-    s.add_argument("--pruner", choices=["none", "median", "hyperband"], default="median",
+    s.add_argument("--pruner", choices=["none", "median", "hyperband", "asha"], default="median",
                    help="stop trials early whose validation scores fall behind")
     budget = s.add_mutually_exclusive_group()
     budget.add_argument("--trial-minutes", type=float, default=None,

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, NonNegativeFloat, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    ValidationError,
+    model_validator,
+)
 
 from transduce.evaluate import DEFAULT_METRICS, check_metric_names
 
@@ -205,6 +213,10 @@ class DecodeConfig(_Section):
     max_len_ratio: float = 1.5
     max_len_offset: int = 10
     batch_size: int = 64
+    min_len: NonNegativeInt = 0  # output tokens before </s> is allowed
+    no_repeat_ngram_size: NonNegativeInt = 0  # no n-gram of this size twice in an output
+    repetition_penalty: PositiveFloat = 1.0  # > 1: tokens already in the output less likely
+    coverage_penalty: NonNegativeFloat = 0.0  # beam search: GNMT's coverage penalty beta
     # int8: linear layers in int8 for CPU decoding (faster; BLEU within ~0.1 on our models)
     quantize: Literal["none", "int8"] = "none"
 

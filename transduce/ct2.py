@@ -34,7 +34,7 @@ from transduce.search.common import length_penalty
 from transduce.text import Codec, load_codecs
 from transduce.text.vocab import BOS, EOS, UNK
 from transduce.training.checkpoint import MODEL_FILE
-from transduce.translator import Translator, load_model
+from transduce.translator import SearchOptions, Translator, load_model
 
 ENGINE_FILE = "model.bin"  # CTranslate2's weights: marks an export directory
 COPIED = ("config.yaml", "tokenizer.json", "*.vocab.json", "*.spm.model")
@@ -206,9 +206,7 @@ class CTranslate2Translator(Translator):
         src, tgt = load_codecs(model_dir)
         return cls(model_dir, src, tgt, cfg.decode, device, quantize, cfg.model.max_positions)
 
-    def _decode_batches(self, batches: list[list[list[int]]], beam: int, nbest: int,
-                        return_attention: bool, sampling: bool, temperature: float, top_k: int,
-                        top_p: float, generator: torch.Generator | None
+    def _decode_batches(self, batches: list[list[list[int]]], o: SearchOptions
                         ) -> Iterator[list[list[Hypothesis]]]:
         """All batches are submitted at once, so that the engine's workers (one per thread
         on CPU) decode several batches in parallel; results come back in batch order.
@@ -216,27 +214,31 @@ class CTranslate2Translator(Translator):
         worker gets a share."""
         alpha = self.decode.length_penalty
         # CTranslate2 ranks finished beams by log P / |Y| ** alpha; all of them come back
-        # and are ranked here as transduce's beam search ranks them (GNMT penalty).
+        # and are ranked here as transduce's beam search ranks them (GNMT penalty). Its
+        # repetition penalty scales logits, transduce's log-probabilities.
+        c = o.controls
         options: dict[str, Any] = {
-            "beam_size": beam, "num_hypotheses": max(beam, nbest), "length_penalty": alpha,
+            "beam_size": o.beam, "num_hypotheses": max(o.beam, o.nbest), "length_penalty": alpha,
             "max_input_length": self.max_positions or 0, "return_scores": True,
-            "return_attention": return_attention, "return_end_token": True}
-        if sampling:
-            options.update(beam_size=1, num_hypotheses=1, sampling_topk=top_k,
-                           sampling_topp=top_p, sampling_temperature=temperature)
-        if sampling and generator is not None:
+            "return_attention": o.return_attention, "return_end_token": True,
+            "min_decoding_length": c.min_len, "no_repeat_ngram_size": c.no_repeat_ngram_size,
+            "repetition_penalty": c.repetition_penalty, "coverage_penalty": o.coverage_penalty}
+        if o.sampling:
+            options.update(beam_size=1, num_hypotheses=1, sampling_topk=o.top_k,
+                           sampling_topp=o.top_p, sampling_temperature=o.temperature)
+        if o.sampling and o.generator is not None:
             # CTranslate2 seeds a worker's generator when the worker starts, not at
             # set_random_seed (OpenNMT/CTranslate2#1757): each seeded batch gets a new engine,
             # one batch at a time, on one worker.
             ct2 = _ctranslate2()
             for src_ids in batches:
-                ct2.set_random_seed(int(torch.randint(2 ** 31, (1,), generator=generator)))
+                ct2.set_random_seed(int(torch.randint(2 ** 31, (1,), generator=o.generator)))
                 engine = self._engine(inter_threads=1)
                 results = engine.translate_batch(self._tokens(src_ids),
                                                  max_decoding_length=self._limit(src_ids),
                                                  **options)
-                yield self._hypotheses(results, options["beam_size"], alpha, nbest,
-                                       return_attention)
+                yield self._hypotheses(results, options["beam_size"], alpha, o.nbest,
+                                       o.return_attention)
             return
         workers = self.engine.num_translators
         pending = [self.engine.translate_batch(
@@ -245,7 +247,7 @@ class CTranslate2Translator(Translator):
             **options) for src_ids in batches]
         for batch in pending:
             yield self._hypotheses([r.result() for r in batch], options["beam_size"], alpha,
-                                   nbest, return_attention)
+                                   o.nbest, o.return_attention)
 
     def _tokens(self, src_ids: list[list[int]]) -> list[list[str]]:
         itos = self.src.vocab.itos

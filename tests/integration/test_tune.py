@@ -103,7 +103,7 @@ def _report(trial: optuna.Trial, scores: list[float]) -> _Trainer:
     return trainer
 
 
-@pytest.mark.parametrize("pruner", ["median", "hyperband"])
+@pytest.mark.parametrize("pruner", ["median", "hyperband", "asha"])
 def test_the_pruner_stops_a_trial_whose_scores_are_clearly_worse(pruner: str):
     # (Hyperband puts trials into brackets by a hash of the study name and trial number.)
     study = optuna.create_study(direction="maximize", pruner=make_pruner(pruner),

@@ -128,6 +128,22 @@ def test_n_best_and_attention(client: TestClient, translator: Translator) -> Non
     assert all(abs(sum(row) - 1) < 0.01 for row in att)  # a distribution over the source
 
 
+def test_controls_confidence_and_alignments(client: TestClient, translator: Translator) -> None:
+    from transduce.search import Controls
+
+    body = {"texts": SENTENCES, "beam_size": 3, "no_repeat_ngram_size": 1, "min_len": 2,
+            "alignments": True}
+    got = client.post("/v1/translate", json=body).json()["translations"]
+    offline = translator.translate(SENTENCES, beam_size=3, return_attention=True,
+                                   controls=Controls(min_len=2, no_repeat_ngram_size=1))
+    assert [t["text"] for t in got] == [t.text for t in offline]
+    for t, o in zip(got, offline):
+        assert len(set(t["tgt_tokens"])) == len(t["tgt_tokens"]) >= 2  # no token twice
+        assert t["confidence"] == pytest.approx(o.confidence, abs=1e-4)
+        assert t["alignment"] == [list(p) for p in o.alignment or []]
+        assert "attention" not in t  # alignments alone do not send the matrix
+
+
 def test_greedy_equals_offline_greedy(client: TestClient, translator: Translator) -> None:
     r = client.post("/v1/translate", json={"texts": SENTENCES, "beam_size": 1})
     assert [t["text"] for t in r.json()["translations"]] == [
@@ -146,6 +162,13 @@ def test_greedy_equals_offline_greedy(client: TestClient, translator: Translator
     ({"texts": ["x"], "beam_size": 1000}, "validation_error"),
     ({"texts": ["x"], "beam_size": 2, "n_best": 3}, "validation_error"),
     ({"texts": ["x"], "return_attention": "yes"}, "validation_error"),
+    ({"texts": ["x"], "no_repeat_ngram_size": -1}, "validation_error"),
+    ({"texts": ["x"], "repetition_penalty": 0.0}, "validation_error"),
+    ({"texts": ["x"], "repetition_penalty": "high"}, "validation_error"),
+    ({"texts": ["x"], "min_len": 2.5}, "validation_error"),
+    ({"texts": ["x"], "coverage_penalty": -0.2}, "validation_error"),
+    ({"texts": ["x"], "alignments": 1}, "validation_error"),
+    ({"texts": ["x"], "glossary": [["a", "b"]]}, "validation_error"),  # not (yet) an option
     ({"texts": ["x"], "model_dir": "/etc"}, "validation_error"),  # no field names a path
     ({"texts": ["x"], "model": "../../etc/passwd"}, "unknown_model"),
     ({"texts": ["x"], "model": "de-en"}, "unknown_model"),
@@ -353,18 +376,22 @@ def test_languages(client: TestClient) -> None:
 
 
 def test_lt_translate_json_form_and_multipart(client: TestClient, translator: Translator) -> None:
-    want = translator.translate([SENTENCES[0]])[0].text
+    offline = translator.translate([SENTENCES[0]])[0]
+    # LibreTranslate's answer, plus transduce's confidence (clients ignore extra fields)
+    want = {"translatedText": offline.text, "confidence": round(offline.confidence, 4)}
     fields = {"q": SENTENCES[0], "source": "en", "target": "demo"}
-    assert client.post("/translate", json=fields).json() == {"translatedText": want}
-    assert client.post("/translate", data=fields).json() == {"translatedText": want}
+    assert client.post("/translate", json=fields).json() == want
+    assert client.post("/translate", data=fields).json() == want
     multipart = client.post("/translate", data=fields, files={"unused": (None, "x")})
-    assert multipart.json() == {"translatedText": want}
+    assert multipart.json() == want
 
 
 def test_lt_batch_alternatives_auto_and_lines(client: TestClient, translator: Translator) -> None:
-    offline = [t.text for t in translator.translate(SENTENCES)]
+    results = translator.translate(SENTENCES)
+    offline = [t.text for t in results]
     r = client.post("/translate", json={"q": SENTENCES, "source": "en", "target": "demo"})
-    assert r.json() == {"translatedText": offline}
+    assert r.json() == {"translatedText": offline,
+                        "confidence": [round(t.confidence, 4) for t in results]}
 
     r = client.post("/translate", json={"q": SENTENCES[0], "source": "en", "target": "demo",
                                         "alternatives": 3})
@@ -375,18 +402,21 @@ def test_lt_batch_alternatives_auto_and_lines(client: TestClient, translator: Tr
 
     r = client.post("/translate", data={"q": SENTENCES[0], "source": "auto", "target": "demo"})
     assert r.json() == {"translatedText": offline[0],
+                        "confidence": round(results[0].confidence, 4),
                         "detectedLanguage": {"confidence": 100.0, "language": "en"}}
 
     r = client.post("/translate", data={"q": f"{SENTENCES[0]}\r\n{SENTENCES[1]}",
                                         "source": "en", "target": "demo"})
     assert r.json()["translatedText"] == f"{offline[0]}\n{offline[1]}"
+    # a text of several lines is as confident as its least confident line
+    assert r.json()["confidence"] == round(min(t.confidence for t in results[:2]), 4)
 
 
 def test_lt_html_keeps_tags(client: TestClient, translator: Translator) -> None:
     want = translator.translate([SENTENCES[1]])[0].text
     r = client.post("/translate", json={"q": f"<p class='x'>{SENTENCES[1]}</p><br>",
                                         "source": "en", "target": "demo", "format": "html"})
-    assert r.json() == {"translatedText": f"<p class='x'>{want}</p><br>"}
+    assert r.json()["translatedText"] == f"<p class='x'>{want}</p><br>"
 
 
 @pytest.mark.parametrize("fields, message", [

@@ -2,7 +2,9 @@
 
 from transduce.search.beam import beam_search
 from transduce.search.common import Hypothesis, max_lengths
+from transduce.search.controls import NO_CONTROLS, Controls
 from transduce.search.greedy import greedy_search
 from transduce.search.sampling import sample
 
-__all__ = ["Hypothesis", "beam_search", "greedy_search", "max_lengths", "sample"]
+__all__ = ["NO_CONTROLS", "Controls", "Hypothesis", "beam_search", "greedy_search", "max_lengths",
+           "sample"]

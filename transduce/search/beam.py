@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from transduce.search.common import Hypothesis, force_eos, length_penalty
+from transduce.search.common import Hypothesis, coverage_penalty, force_eos, length_penalty
+from transduce.search.controls import NO_CONTROLS, Controls
 
 
 def top_candidates(scores: torch.Tensor, log_probs: torch.Tensor,
@@ -48,10 +49,12 @@ def select_alive(top_scores: torch.Tensor, parents: torch.Tensor, tokens: torch.
 @torch.no_grad()
 def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: int,
                 eos_id: int, max_len: torch.Tensor, beam_size: int = 5, n_best: int = 1,
-                alpha: float = 1.0, return_attention: bool = False) -> list[list[Hypothesis]]:
+                alpha: float = 1.0, return_attention: bool = False,
+                controls: Controls = NO_CONTROLS, beta: float = 0.0) -> list[list[Hypothesis]]:
     """src (B, S) -> for each sentence its `n_best` hypotheses, best first.
 
-    Hypotheses are ranked by log P(y|x) / lp(|y|) with the GNMT length penalty `alpha`.
+    Hypotheses are ranked by log P(y|x) / lp(|y|) + cp(x, y) with the GNMT length penalty
+    `alpha` and coverage penalty `beta` (common.py); `controls` shape each step's choice.
     A sentence stops as soon as its best candidate at a step ends in </s> and it has
     `n_best` finished hypotheses (the candidates of one step all have the same length, so
     the penalty does not change which is best), as OpenNMT-py's translator does; otherwise
@@ -60,6 +63,8 @@ def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: in
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
     B, K, device = src_ids.size(0), beam_size, src_ids.device
+    src_lens = src_mask.sum(1).tolist()
+    track = return_attention or beta != 0.0  # the coverage penalty needs the attention
     enc = model.encode(src_ids, src_mask)
     # The first step has one row per sentence (all K beams would be identical); the state
     # is expanded to K rows per sentence after it.
@@ -74,12 +79,13 @@ def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: in
     t = 0
     while sent.numel():
         A, R = scores.shape
-        log_probs, state, attn = model.step(prev, state, enc, return_attention)  # (A*R, V)
+        log_probs, state, attn = model.step(prev, state, enc, track)  # (A*R, V)
+        log_probs = controls.apply(log_probs, history, eos_id)
         at_limit = t + 1 >= limit[sent]  # (A,)
         log_probs = force_eos(log_probs, at_limit.repeat_interleave(R), eos_id)
         top_scores, parents, tokens = top_candidates(scores, log_probs, K)
         flat_parent = torch.arange(A, device=device).unsqueeze(1) * R + parents  # (A, 2K)
-        if return_attention and attn is not None:
+        if track and attn is not None:
             step_attn = attn.float().unsqueeze(1)  # (A*K, 1, S)
             attn_history = step_attn if attn_history is None else \
                 torch.cat([attn_history, step_attn], 1)
@@ -92,7 +98,9 @@ def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: in
             if len(finished[b]) < K:
                 lp = float(top_scores[a, j])
                 att = attn_history[row] if attn_history is not None else None
-                finished[b].append(Hypothesis(history[row].tolist(), lp / penalty, lp, att))
+                cp = coverage_penalty(att, src_lens[b], beta) if att is not None else 0.0
+                finished[b].append(Hypothesis(history[row].tolist(), lp / penalty + cp, lp,
+                                              att if return_attention else None))
         scores, parents, tokens = select_alive(top_scores, parents, tokens, eos_id, K)
         order = (torch.arange(A, device=device).unsqueeze(1) * R + parents).view(-1)  # (A*K,)
         history = torch.cat([history.index_select(0, order), tokens.view(-1, 1)], 1)

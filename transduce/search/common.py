@@ -27,6 +27,16 @@ def length_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
     return ((5.0 + lengths.float()) / 6.0) ** alpha
 
 
+def coverage_penalty(attention: torch.Tensor, src_len: int, beta: float) -> float:
+    """GNMT's coverage penalty (Wu et al. 2016): beta * sum_i log(min(sum_j a_ij, 1)) over
+    the `src_len` real source positions i (</s> included) of attention (T, S); 0 for a
+    source fully attended to, negative otherwise."""
+    if beta == 0.0:
+        return 0.0
+    covered = attention[:, :src_len].float().sum(0).clamp(min=1e-6, max=1.0)  # (S',)
+    return beta * float(covered.log().sum())
+
+
 def force_eos(log_probs: torch.Tensor, done: torch.Tensor, eos_id: int) -> torch.Tensor:
     """Rows where `done` (B,) is True may only produce </s>."""
     if bool(done.any()):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 
 from transduce.search.common import Hypothesis, force_eos
+from transduce.search.controls import NO_CONTROLS, Controls
 
 
 @torch.no_grad()
 def greedy_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: int,
-                  eos_id: int, max_len: torch.Tensor,
-                  return_attention: bool = False) -> list[Hypothesis]:
+                  eos_id: int, max_len: torch.Tensor, return_attention: bool = False,
+                  controls: Controls = NO_CONTROLS) -> list[Hypothesis]:
     """src (B, S) -> one hypothesis per sentence. Finished sentences leave the batch."""
     B = src_ids.size(0)
     enc = model.encode(src_ids, src_mask)
@@ -24,6 +25,10 @@ def greedy_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: 
     t = 0
     while active.numel():
         log_probs, state, attn = model.step(prev, state, enc, return_attention)  # (A, V)
+        if controls.active:  # every row still decoding has produced t tokens
+            history = torch.tensor([tokens[b] for b in active.tolist()], dtype=torch.long,
+                                   device=prev.device).reshape(active.numel(), t)
+            log_probs = controls.apply(log_probs, history, eos_id)
         log_probs = force_eos(log_probs, t + 1 >= limit[active], eos_id)
         best, ids = log_probs.max(-1)  # (A,)
         finished = ids == eos_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from transduce.search.common import Hypothesis, force_eos
+from transduce.search.controls import NO_CONTROLS, Controls
 
 
 def filter_logits(log_probs: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
@@ -28,7 +29,8 @@ def filter_logits(log_probs: torch.Tensor, temperature: float = 1.0, top_k: int 
 @torch.no_grad()
 def sample(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: int, eos_id: int,
            max_len: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-           generator: torch.Generator | None = None) -> list[Hypothesis]:
+           generator: torch.Generator | None = None,
+           controls: Controls = NO_CONTROLS) -> list[Hypothesis]:
     """One sampled output per sentence (B, S) -> B hypotheses."""
     B = src_ids.size(0)
     enc = model.encode(src_ids, src_mask)
@@ -41,6 +43,7 @@ def sample(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: int, eo
     t = 0
     while not bool(done.all()):
         log_probs, state, _ = model.step(prev, state, enc, False)
+        log_probs = controls.apply(log_probs, out, eos_id)
         log_probs = force_eos(log_probs, (t + 1 >= limit) | done, eos_id)
         logits = filter_logits(log_probs, temperature, top_k, top_p)
         ids = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)

@@ -181,9 +181,9 @@ async def translate(request: Request) -> JSONResponse:
     beam = max(translator.decode.beam_size, n_best)
     results = iter(await service.translate(spec.name, units, beam, n_best))
 
-    translated, alternatives = [], []
+    translated, alternatives, confidence = [], [], []
     for segs in segments:
-        parts, alts = [], []
+        parts, alts, sure = [], [], [1.0]
         for piece, todo in segs:
             if not todo:
                 parts.append(piece)
@@ -191,13 +191,16 @@ async def translate(request: Request) -> JSONResponse:
             r = next(results)
             parts.append(html.escape(r.text, quote=False) if fmt == "html" else r.text)
             alts.append([a.text for a in r.alternatives[1:]])
+            sure.append(r.confidence)
         text = "".join(parts)
         translated.append(text)
+        confidence.append(round(min(sure), 4))  # the least confident segment's
         # Alternatives exist for single-line text (LibreTranslate's are whole-text too).
         alternatives.append(_unique(alts[0], text) if len(alts) == 1 else [])
 
     batch = isinstance(fields["q"], list)
-    body: dict[str, Any] = {"translatedText": translated if batch else translated[0]}
+    body: dict[str, Any] = {"translatedText": translated if batch else translated[0],
+                            "confidence": confidence if batch else confidence[0]}
     if n_alt > 0:
         body["alternatives"] = alternatives if batch else alternatives[0]
     if source == "auto":

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.responses import JSONResponse, Response
 
+from transduce.config import DecodeConfig
+from transduce.search import Controls
 from transduce.serve.errors import ApiError
 from transduce.serve.metrics import CONTENT_TYPE
 from transduce.serve.service import Service
@@ -28,6 +30,25 @@ class TranslateRequest(BaseModel):
     beam_size: int | None = None  # default: the model's decode.beam_size
     n_best: int | None = None  # alternatives per text, best first
     return_attention: bool = False
+    alignments: bool = False  # (source, output) token index pairs from attention
+    # decoding controls; null: the model's decode config
+    min_len: int | None = None
+    no_repeat_ngram_size: int | None = None
+    repetition_penalty: float | None = None
+    coverage_penalty: float | None = None
+
+    def controls(self, default: DecodeConfig) -> Controls | None:
+        """The request's controls over the model's defaults (None: none asked for);
+        ValueError for values out of range."""
+        asked = (self.min_len, self.no_repeat_ngram_size, self.repetition_penalty)
+        if all(v is None for v in asked):
+            return None
+        return Controls(
+            default.min_len if self.min_len is None else self.min_len,
+            default.no_repeat_ngram_size if self.no_repeat_ngram_size is None
+            else self.no_repeat_ngram_size,
+            default.repetition_penalty if self.repetition_penalty is None
+            else self.repetition_penalty)
 
 
 def service_of(request: Request) -> Service:
@@ -74,15 +95,18 @@ def _number(x: float, digits: int = 4) -> float | None:
     return round(x, digits) if math.isfinite(x) else None  # JSON has no inf/nan
 
 
-def translation_json(t: Translation, attention: bool) -> dict[str, Any]:
+def translation_json(t: Translation, attention: bool, alignments: bool = False
+                     ) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "text": t.text, "score": _number(t.score),
+        "text": t.text, "score": _number(t.score), "confidence": _number(t.confidence),
         "alternatives": [{"text": a.text, "score": _number(a.score)} for a in t.alternatives],
         "src_tokens": t.src_tokens, "tgt_tokens": t.tgt_tokens,
     }
     if attention:
         out["attention"] = (None if t.attention is None else
                             [[round(w, 4) for w in row] for row in t.attention])
+    if alignments:
+        out["alignment"] = None if t.alignment is None else [list(p) for p in t.alignment]
     return out
 
 
@@ -105,11 +129,18 @@ async def translate(request: Request) -> JSONResponse:
                            f"'model' ({', '.join(s.name for s in service.specs)})")
         req.model = service.specs[0].name
     service.check_limits(req.texts)
+    if req.coverage_penalty is not None and req.coverage_penalty < 0:
+        raise ApiError(422, "validation_error", "coverage_penalty must be >= 0")
+    try:
+        controls = req.controls(service.translator(service.spec(req.model).name).decode)
+    except ValueError as e:
+        raise ApiError(422, "validation_error", str(e)) from None
     results = await service.translate(req.model, req.texts, req.beam_size, req.n_best,
-                                      req.return_attention)
+                                      req.return_attention or req.alignments, controls,
+                                      req.coverage_penalty)
     return JSONResponse({"model": req.model,
-                         "translations": [translation_json(t, req.return_attention)
-                                          for t in results]})
+                         "translations": [translation_json(t, req.return_attention,
+                                                           req.alignments) for t in results]})
 
 
 @router.get("/v1/models")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transduce.config import load_config
+from transduce.search import Controls
 from transduce.serve.batching import Batcher, QueueFull, ShuttingDown
 from transduce.serve.errors import ApiError
 from transduce.serve.metrics import Metrics
@@ -104,6 +105,8 @@ class DecodeKey:
     beam_size: int
     n_best: int
     return_attention: bool
+    controls: Controls | None = None  # None: the model's decode config
+    coverage_penalty: float | None = None
 
 
 class Service:
@@ -195,8 +198,9 @@ class Service:
                                f"the limit is {s.max_chars}")
 
     async def translate(self, model: str, texts: list[str], beam_size: int | None = None,
-                        n_best: int | None = None,
-                        return_attention: bool = False) -> list[Translation]:
+                        n_best: int | None = None, return_attention: bool = False,
+                        controls: Controls | None = None,
+                        coverage_penalty: float | None = None) -> list[Translation]:
         """Translate through the batcher; results in input order."""
         translator = self.translator(self.spec(model).name)
         if bad := invalid_unicode(texts):
@@ -210,7 +214,7 @@ class Service:
             raise ApiError(422, "validation_error",
                            f"n_best must be between 1 and beam_size ({beam}), got {nbest}")
         tokens = sum(len(translator.src.tokenize(t)) + 1 for t in texts)
-        key = DecodeKey(model, beam, nbest, return_attention)
+        key = DecodeKey(model, beam, nbest, return_attention, controls, coverage_penalty)
         try:
             results = await self.batcher.submit(key, texts, tokens * beam)
         except QueueFull as e:
@@ -227,7 +231,8 @@ class Service:
         """On the batcher's worker thread: one call, one padded batch."""
         return self.translators[key.model].translate(
             texts, beam_size=key.beam_size, n_best=key.n_best,
-            return_attention=key.return_attention, batch_size=max(1, len(texts)))
+            return_attention=key.return_attention, batch_size=max(1, len(texts)),
+            controls=key.controls, coverage_penalty=key.coverage_penalty)
 
 
 def invalid_unicode(texts: Sequence[str]) -> str | None:

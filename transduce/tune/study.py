@@ -38,7 +38,7 @@ from transduce.tune.space import Param, apply
 
 Log = Callable[[str], None]
 SAMPLERS = ("grid", "random", "tpe")
-PRUNERS = ("none", "median", "hyperband")
+PRUNERS = ("none", "median", "hyperband", "asha")
 HEARTBEAT_S, GRACE_S = 30, 120  # a trial whose heartbeat stopped this long ago is stale
 
 
@@ -123,6 +123,9 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
     if name == "hyperband":  # successive halving over brackets (Li et al., 2018)
         return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
+    if name == "asha":  # one bracket of asynchronous successive halving (Li et al., 2020):
+        # a trial goes on past validation 1, 3, 9, ... only in the best third there
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     raise ConfigError(f"unknown pruner {name!r}; choose one of {', '.join(PRUNERS)}")
 
 
@@ -167,9 +170,10 @@ class Worker:
             study.set_user_attr("metric", metric)
             study.set_user_attr("space", [p.key for p in self.space])
         self.metric = metric
-        self.target = self.opts.trials or (
-            math.prod(len(p.grid_values()) for p in self.space) if self.opts.sampler == "grid"
-            else 20)
+        self.target = self.opts.trials or 20
+        if self.opts.sampler == "grid":  # a grid search ends with its grid
+            size = math.prod(len(p.grid_values()) for p in self.space)
+            self.target = min(self.opts.trials or size, size)
         requeue_interrupted(study, self.log)
         self.log(f"study '{self.opts.study}' in {storage_url(self.opts)}: "
                  f"{_count(study, finished=True)} of {self.target} trials finished; "

@@ -63,10 +63,18 @@ async function translate(event) {
   }
 }
 
+const LOW_CONFIDENCE = 0.5;
+
 function show(t) {
   $("result").hidden = false;
   $("translation").textContent = t.text;
   $("translation").lang = $("model").selectedOptions[0]?.dataset.target || "";
+  // Confidence: the geometric mean of the output tokens' probabilities (0-1).
+  const low = t.confidence !== null && t.confidence < LOW_CONFIDENCE;
+  $("translation").classList.toggle("low-confidence", low);
+  $("confidence").textContent = t.confidence === null ? "" :
+    `confidence ${(100 * t.confidence).toFixed(0)}%` +
+    (low ? " \u2014 low: check this translation" : "");
   const list = $("alternatives");
   list.replaceChildren();
   for (const alt of t.alternatives) {
