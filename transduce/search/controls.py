@@ -56,13 +56,11 @@ class Controls:
 def ban_repeated_ngrams(log_probs: torch.Tensor, history: torch.Tensor, n: int) -> torch.Tensor:
     """-inf for every token that would complete an n-gram already in its row's history."""
     t = history.size(1)
-    if t < n - 1 or t == 0:
+    if t < n:  # no complete n-gram yet
         return log_probs
     if n == 1:
         return log_probs.scatter(1, history, float("-inf"))
     grams = history.unfold(1, n, 1)  # (N, t-n+1, n)
-    if grams.size(1) == 0:
-        return log_probs
     tail = history[:, t - n + 1:]  # (N, n-1): the last n-1 tokens
     match = (grams[:, :, :-1] == tail.unsqueeze(1)).all(-1)  # (N, t-n+1)
     rows, cols = match.nonzero(as_tuple=True)
