@@ -518,8 +518,9 @@ def _tune_parser(sub: argparse._SubParsersAction) -> None:
                    help="finished trials wanted, all workers together (default: the grid's "
                         "size, or 20)")
     s.add_argument("--sampler", choices=["grid", "random", "tpe"], default="tpe")
-    s.add_argument("--pruner", choices=["none", "median", "hyperband", "asha"], default="median",
-                   help="stop trials early whose validation scores fall behind")
+    s.add_argument("--pruner", choices=["none", "median", "hyperband", "asha"], default="asha",
+                   help="stop trials early whose validation scores fall behind (asha: "
+                        "successive halving, the fastest in benchmarks/README.md)")
     budget = s.add_mutually_exclusive_group()
     budget.add_argument("--trial-minutes", type=float, default=None,
                         help="training time of a trial (sets train.max_minutes)")

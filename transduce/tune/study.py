@@ -47,7 +47,7 @@ class TuneOptions:
     out: Path
     trials: int | None = None  # finished trials wanted (default: the grid's size, or 20)
     sampler: str = "tpe"
-    pruner: str = "median"
+    pruner: str = "asha"
     trial_minutes: float | None = None
     trial_steps: int | None = None
     storage: str | None = None  # a database URL (default: sqlite in `out`)
