@@ -67,7 +67,9 @@ def storage_url(opts: TuneOptions) -> str:
 def open_study(opts: TuneOptions, metric: str | None = None,
                space: list[Param] | None = None) -> optuna.Study:
     """Load the study, or create it (needs the metric, whose direction it takes)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna's own warnings would repeat what the worker says: a failed trial's exception is
+    # raised again (one line from the CLI), Ctrl-C is reported as such, not as a traceback.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     url = storage_url(opts)
     engine: dict[str, Any] = {}
     if url.startswith("sqlite"):  # workers take turns writing; wait instead of failing
