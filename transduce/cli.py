@@ -156,28 +156,17 @@ def _load_translator(args: argparse.Namespace):
     return Translator.load(args.model_dir, device=args.device, quantize=args.quantize)
 
 
-def _controls(args: argparse.Namespace, translator) -> object:
-    """The decode config's controls with the command line's changes, or None for none."""
-    from transduce.search import Controls
-
-    d = translator.decode
-    given = {"min_len": args.min_len, "no_repeat_ngram_size": args.no_repeat_ngram_size,
-             "repetition_penalty": args.repetition_penalty}
-    if all(v is None for v in given.values()):
-        return None
-    base = {"min_len": d.min_len, "no_repeat_ngram_size": d.no_repeat_ngram_size,
-            "repetition_penalty": d.repetition_penalty}
-    return Controls(**{k: base[k] if v is None else v for k, v in given.items()})
-
-
 def cmd_translate(args: argparse.Namespace) -> int:
+    from transduce.translator import decode_controls
+
     if args.input and args.input != "-" and not Path(args.input).exists():
         raise UsageError(f"input file not found: {args.input}")
     translator = _load_translator(args)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     chunk: list[str] = []
 
-    controls = _controls(args, translator)
+    controls = decode_controls(translator.decode, args.min_len, args.no_repeat_ngram_size,
+                               args.repetition_penalty)
 
     def flush() -> None:
         results = translator.translate(chunk, beam_size=args.beam, n_best=args.n_best,

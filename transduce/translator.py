@@ -152,7 +152,7 @@ class Translator:
         options = SearchOptions(
             beam, nbest, return_attention or replace_unk, sampling, temperature, top_k, top_p,
             torch.Generator().manual_seed(seed) if seed is not None else None,
-            controls or Controls(d.min_len, d.no_repeat_ngram_size, d.repetition_penalty),
+            controls or decode_controls(d),
             d.coverage_penalty if coverage_penalty is None else coverage_penalty)
         results: list[Translation | None] = [None] * len(texts)
         encoded = []
@@ -218,6 +218,18 @@ class Translator:
         confidence = math.exp(best.log_prob / (len(best.ids) + 1))
         return Translation(source, alts[0].text, best.score, alts, src_tokens, tgt_tokens,
                            attention, confidence, alignment)
+
+
+def decode_controls(decode: DecodeConfig, min_len: int | None = None,
+                    no_repeat_ngram_size: int | None = None,
+                    repetition_penalty: float | None = None) -> Controls:
+    """The decode config's controls, each replaced where a value is given (a command-line
+    flag, a request field); ValueError for values out of range."""
+    return Controls(decode.min_len if min_len is None else min_len,
+                    decode.no_repeat_ngram_size if no_repeat_ngram_size is None
+                    else no_repeat_ngram_size,
+                    decode.repetition_penalty if repetition_penalty is None
+                    else repetition_penalty)
 
 
 def hard_alignment(attention: torch.Tensor) -> list[tuple[int, int]]:

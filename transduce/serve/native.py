@@ -10,12 +10,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.responses import JSONResponse, Response
 
-from transduce.config import DecodeConfig
-from transduce.search import Controls
 from transduce.serve.errors import ApiError
 from transduce.serve.metrics import CONTENT_TYPE
 from transduce.serve.service import Service
-from transduce.translator import Translation
+from transduce.translator import Translation, decode_controls
 
 router = APIRouter()
 
@@ -36,19 +34,6 @@ class TranslateRequest(BaseModel):
     no_repeat_ngram_size: int | None = None
     repetition_penalty: float | None = None
     coverage_penalty: float | None = None
-
-    def controls(self, default: DecodeConfig) -> Controls | None:
-        """The request's controls over the model's defaults (None: none asked for);
-        ValueError for values out of range."""
-        asked = (self.min_len, self.no_repeat_ngram_size, self.repetition_penalty)
-        if all(v is None for v in asked):
-            return None
-        return Controls(
-            default.min_len if self.min_len is None else self.min_len,
-            default.no_repeat_ngram_size if self.no_repeat_ngram_size is None
-            else self.no_repeat_ngram_size,
-            default.repetition_penalty if self.repetition_penalty is None
-            else self.repetition_penalty)
 
 
 def service_of(request: Request) -> Service:
@@ -132,7 +117,9 @@ async def translate(request: Request) -> JSONResponse:
     if req.coverage_penalty is not None and req.coverage_penalty < 0:
         raise ApiError(422, "validation_error", "coverage_penalty must be >= 0")
     try:
-        controls = req.controls(service.translator(service.spec(req.model).name).decode)
+        decode = service.translator(service.spec(req.model).name).decode
+        controls = decode_controls(decode, req.min_len, req.no_repeat_ngram_size,
+                                   req.repetition_penalty)
     except ValueError as e:
         raise ApiError(422, "validation_error", str(e)) from None
     results = await service.translate(req.model, req.texts, req.beam_size, req.n_best,

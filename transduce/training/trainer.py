@@ -73,10 +73,6 @@ class TrainResult:
     stop_reason: str
     history: list[dict]  # the validation records (as in train_log.jsonl) of this process
 
-    @property
-    def best_record(self) -> dict | None:
-        return next((r for r in self.history if r["step"] == self.best_step), None)
-
 
 def make_optimizer(cfg: Config, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
     t = cfg.train
@@ -209,9 +205,12 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)  # a no-op without fp16 loss scaling
         if t.l1:
             add_l1_gradient(self.params, t.l1)
-        grads = [p.grad for p in self.params if p.grad is not None]
-        self.grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, t.clip_grad_norm)
-                               if t.clip_grad_norm > 0 else torch.nn.utils.get_total_norm(grads))
+        if t.clip_grad_norm > 0:  # the norm before clipping, for the logs
+            norm = torch.nn.utils.clip_grad_norm_(self.params, t.clip_grad_norm)
+        else:
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params
+                                                  if p.grad is not None])
+        self.grad_norm = float(norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
