@@ -156,26 +156,68 @@ def _load_translator(args: argparse.Namespace):
     return Translator.load(args.model_dir, device=args.device, quantize=args.quantize)
 
 
-def cmd_translate(args: argparse.Namespace) -> int:
+def _translate_options(args: argparse.Namespace, translator, glossary) -> dict:
+    """The options of Translator.translate that line-by-line and document translation
+    share."""
     from transduce.translator import decode_controls
-
-    if args.input and args.input != "-" and not Path(args.input).exists():
-        raise UsageError(f"input file not found: {args.input}")
-    translator = _load_translator(args)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    chunk: list[str] = []
 
     controls = decode_controls(translator.decode, args.min_len, args.no_repeat_ngram_size,
                                args.repetition_penalty)
+    return {"beam_size": args.beam, "batch_size": args.batch_size, "controls": controls,
+            "coverage_penalty": args.coverage_penalty, "glossary": glossary}
+
+
+def _warn_missing_terms(results) -> None:
+    for r in results:
+        if r.missing_terms:
+            print(f"warning: glossary term(s) {', '.join(map(repr, r.missing_terms))} missing "
+                  f"from the translation of {r.source[:60]!r}", file=sys.stderr)
+
+
+def _translate_document(args: argparse.Namespace, translator, glossary) -> int:
+    """The whole input as one document: sentences found by sentencex, line breaks and
+    blank lines kept (documents.py)."""
+    from transduce.config import load_config
+    from transduce.documents import translate_document
+
+    if args.n_best or args.sample or args.alignments or args.scores:
+        raise UsageError("--document writes the translated text only: drop --n-best, "
+                         "--sample, --alignments and --scores")
+    if args.input and args.input != "-":
+        text = Path(args.input).read_text(encoding="utf-8")
+    else:
+        text = sys.stdin.read()
+    lang = load_config(Path(args.model_dir) / "config.yaml").data.src_lang
+    translated, results = translate_document(translator, text, lang,
+                                             **_translate_options(args, translator, glossary))
+    _warn_missing_terms(results)
+    if args.output:
+        Path(args.output).write_text(translated, encoding="utf-8")
+    else:
+        sys.stdout.write(translated)
+    return 0
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from transduce.text.glossary import Glossary
+
+    if args.input and args.input != "-" and not Path(args.input).exists():
+        raise UsageError(f"input file not found: {args.input}")
+    glossary = Glossary.read(args.glossary) if args.glossary else None
+    translator = _load_translator(args)
+    if args.document:
+        return _translate_document(args, translator, glossary)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    chunk: list[str] = []
+    options = _translate_options(args, translator, glossary)
 
     def flush() -> None:
-        results = translator.translate(chunk, beam_size=args.beam, n_best=args.n_best,
-                                       sampling=args.sample, temperature=args.temperature,
-                                       top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                                       batch_size=args.batch_size, controls=controls,
-                                       coverage_penalty=args.coverage_penalty,
+        results = translator.translate(chunk, n_best=args.n_best, sampling=args.sample,
+                                       temperature=args.temperature, top_k=args.top_k,
+                                       top_p=args.top_p, seed=args.seed,
                                        return_attention=args.alignments,
-                                       replace_unk=args.replace_unk)
+                                       replace_unk=args.replace_unk, **options)
+        _warn_missing_terms(results)
         for r in results:
             if args.n_best and args.n_best > 1:
                 # Always n columns of (text, score): an empty input line, or a search that
@@ -397,6 +439,12 @@ def _decoding_parsers(sub: argparse._SubParsersAction) -> None:
                    help="append a TAB and source-output token alignments (i-j) from attention")
     s.add_argument("--replace-unk", action="store_true",
                    help="replace an output <unk> by the source token it attends to most")
+    s.add_argument("--glossary", metavar="TSV",
+                   help="source term TAB target term per line: where a source term occurs, "
+                   "the translation uses its target term (constrained beam search)")
+    s.add_argument("--document", action="store_true",
+                   help="translate the whole input as one text of any length: split into "
+                   "sentences, line breaks and blank lines kept")
     s.add_argument("--chunk", type=int, default=2000, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_translate)
 

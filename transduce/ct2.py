@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from transduce.config import Config, DecodeConfig, load_config
-from transduce.search import Hypothesis
+from transduce.search import Constraints, Hypothesis
 from transduce.search.common import length_penalty
 from transduce.text import Codec, load_codecs
 from transduce.text.vocab import BOS, EOS, UNK
@@ -206,12 +206,17 @@ class CTranslate2Translator(Translator):
         src, tgt = load_codecs(model_dir)
         return cls(model_dir, src, tgt, cfg.decode, device, quantize, cfg.model.max_positions)
 
-    def _decode_batches(self, batches: list[list[list[int]]], o: SearchOptions
+    def _decode_batches(self, batches: list[list[list[int]]], o: SearchOptions,
+                        constraints: list[list[Constraints]]
                         ) -> Iterator[list[list[Hypothesis]]]:
         """All batches are submitted at once, so that the engine's workers (one per thread
         on CPU) decode several batches in parallel; results come back in batch order.
         Fewer batches than workers (a short input, a server's batch) are split so that every
-        worker gets a share."""
+        worker gets a share. CTranslate2 has no lexically constrained search: glossary
+        terms need the PyTorch model directory."""
+        if any(c.phrases for cons in constraints for c in cons):
+            raise ValueError("glossaries need transduce's own search: translate with the "
+                             "model directory, not its CTranslate2 export")
         alpha = self.decode.length_penalty
         # CTranslate2 ranks finished beams by log P / |Y| ** alpha; all of them come back
         # and are ranked here as transduce's beam search ranks them (GNMT penalty). Its

@@ -17,6 +17,7 @@ from transduce.models.ensemble import Ensemble
 from transduce.models.quantize import quantize_int8
 from transduce.search import (
     NO_CONTROLS,
+    Constraints,
     Controls,
     Hypothesis,
     beam_search,
@@ -25,6 +26,7 @@ from transduce.search import (
     sample,
 )
 from transduce.text import Codec, load_codecs
+from transduce.text.glossary import Glossary
 from transduce.training.checkpoint import MODEL_FILE, load_weights
 
 
@@ -49,6 +51,8 @@ class Translation:
     # (source token, output token) index pairs: each output token's most attended source
     # token (Pharaoh "i-j" order); with return_attention only
     alignment: list[tuple[int, int]] | None = None
+    # glossary target terms this translation should use but does not (with a glossary)
+    missing_terms: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class Translator:
         if self.quantize == "int8":
             self.model = quantize_int8(self.model)
         self.src, self.tgt = src, tgt
+        self.max_positions: int | None = getattr(self.model, "max_positions", None)
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu", weights: str = MODEL_FILE,
@@ -135,19 +140,24 @@ class Translator:
                   sampling: bool = False, temperature: float = 1.0, top_k: int = 0,
                   top_p: float = 1.0, seed: int | None = None,
                   batch_size: int | None = None, controls: Controls | None = None,
-                  coverage_penalty: float | None = None,
-                  replace_unk: bool = False) -> list[Translation]:
+                  coverage_penalty: float | None = None, replace_unk: bool = False,
+                  glossary: Glossary | None = None) -> list[Translation]:
         """Translate `texts`; the result is in input order. Empty inputs give empty outputs.
         `controls` (min length, no repeated n-grams, repetition penalty) and
         `coverage_penalty` default to the decode config's. `replace_unk`: an output <unk>
         becomes the source token it attends to most (word and char vocabularies; this
-        needs the attention, which the results then carry)."""
+        needs the attention, which the results then carry). `glossary`: the target term of
+        every entry whose source term occurs in a text must appear in its translation
+        (constrained beam search: text/glossary.py, search/constraints.py); terms that do
+        not are listed in `missing_terms`."""
         beam = beam_size if beam_size is not None else self.decode.beam_size
         nbest = n_best if n_best is not None else self.decode.n_best
         if beam < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam}")
         if not 1 <= nbest <= max(beam, 1):
             raise ValueError(f"n_best must be between 1 and beam_size ({beam}), got {nbest}")
+        if glossary is not None and sampling:
+            raise ValueError("a glossary needs beam search: sampling cannot guarantee its terms")
         d = self.decode
         options = SearchOptions(
             beam, nbest, return_attention or replace_unk, sampling, temperature, top_k, top_p,
@@ -155,41 +165,102 @@ class Translator:
             controls or decode_controls(d),
             d.coverage_penalty if coverage_penalty is None else coverage_penalty)
         results: list[Translation | None] = [None] * len(texts)
-        encoded = []
+        encoded = []  # (text index, part, tokens, ids, constraints)
+        parts: dict[int, dict[int, tuple[list[str], list[Hypothesis]]]] = {}
+        terms: dict[int, list[tuple[str, str]]] = {}
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {i} must be a string, got {type(text).__name__}")
             tokens = self.src.tokenize(text) if text.strip() else []
             if not tokens:
                 results[i] = Translation(text, "", 0.0, [Alternative("", 0.0)])
-            else:
-                encoded.append((i, tokens, self.src.vocab.encode(tokens)))
-        encoded.sort(key=lambda e: len(e[2]))  # similar lengths together: less padding
+                continue
+            terms[i] = glossary.matches(text) if glossary is not None else []
+            pieces = split_tokens(tokens, self.source_limit())
+            for k, piece in enumerate(pieces):
+                own = terms[i] if len(pieces) == 1 or glossary is None else \
+                    glossary.matches(self.src.tokenizer.detokenize(piece))
+                encoded.append((i, k, piece, self.src.vocab.encode(piece),
+                                self._constraints(own)))
+        encoded.sort(key=lambda e: len(e[3]))  # similar lengths together: less padding
         size = batch_size or self.decode.batch_size
-        chunks = [encoded[start:start + size] for start in range(0, len(encoded), size)]
-        decoded = self._decode_batches([[e[2] for e in chunk] for chunk in chunks], options)
+        # Sentences with constraints are decoded apart: the others keep the plain search.
+        groups = ([e for e in encoded if not e[4].phrases], [e for e in encoded if e[4].phrases])
+        chunks = [g[start:start + size] for g in groups for start in range(0, len(g), size)]
+        decoded = self._decode_batches([[e[3] for e in chunk] for chunk in chunks], options,
+                                       [[e[4] for e in chunk] for chunk in chunks])
         for chunk, hyps in zip(chunks, decoded):
-            for (i, tokens, _), nb in zip(chunk, hyps):
-                results[i] = self._translation(texts[i], tokens, nb, replace_unk)
+            for (i, k, tokens, _, _), nb in zip(chunk, hyps):
+                parts.setdefault(i, {})[k] = (tokens, nb)
+        for i, done in parts.items():
+            if len(done) == 1:
+                r = self._translation(texts[i], *done[0], replace_unk)
+            else:
+                r = self._joined(texts[i], [done[k] for k in range(len(done))])
+            r.missing_terms = [target for _, target in terms[i] if target not in r.text]
+            results[i] = r
         return [r for r in results if r is not None]
 
-    def _decode_batches(self, batches: list[list[list[int]]], options: SearchOptions
+    def source_limit(self) -> int | None:
+        """The most source tokens (</s> included) one search takes: within the model's
+        positions, with room for the longest output the length limit allows; None for
+        models without a position limit."""
+        if not self.max_positions:
+            return None
+        d = self.decode
+        room = int((self.max_positions - d.max_len_offset) / max(d.max_len_ratio, 1e-6))
+        return max(2, min(self.max_positions, room))
+
+    def _joined(self, source: str, done: list[tuple[list[str], list[Hypothesis]]]
+                ) -> Translation:
+        """One translation from the best hypotheses of the parts of a text longer than
+        `source_limit` (split_tokens); no attention, alternatives or alignment."""
+        ids = [t for _, nb in done for t in nb[0].ids]
+        score = sum(nb[0].score for _, nb in done)
+        log_prob = sum(nb[0].log_prob for _, nb in done)
+        text = self.tgt.decode(ids)
+        return Translation(source, text, score, [Alternative(text, score)],
+                           [t for tokens, _ in done for t in tokens], self.tgt.tokens(ids),
+                           confidence=math.exp(log_prob / (len(ids) + len(done))))
+
+    def _constraints(self, terms: list[tuple[str, str]]) -> Constraints:
+        """The target terms as token ids (a term with a token outside the vocabulary cannot
+        be produced: it is left out, and reported as missing)."""
+        phrases = []
+        for _, target in terms:
+            ids = self.tgt.vocab.encode(self.tgt.tokenize(target))
+            if ids and self.tgt.vocab.unk_id not in ids:
+                phrases.append(tuple(ids))
+        return Constraints(tuple(phrases))
+
+    def _decode_batches(self, batches: list[list[list[int]]], options: SearchOptions,
+                        constraints: list[list[Constraints]]
                         ) -> Iterator[list[list[Hypothesis]]]:
-        """`_decode` of each batch in turn (an engine may run them concurrently)."""
-        for src_ids in batches:
-            yield self._decode(src_ids, options)
+        """`_decode` of each batch in turn (an engine may run them concurrently), with
+        each sentence's constraints."""
+        for src_ids, cons in zip(batches, constraints):
+            yield self._decode(src_ids, options, cons)
 
     @torch.no_grad()
-    def _decode(self, src_ids: list[list[int]], o: SearchOptions) -> list[list[Hypothesis]]:
+    def _decode(self, src_ids: list[list[int]], o: SearchOptions,
+                constraints: list[Constraints] | None = None) -> list[list[Hypothesis]]:
+        """One padded batch. Sentences with constraints take beam search with at least one
+        beam per bank (constraint tokens + 1, up to 10)."""
         v = self.src.vocab
         batch = collate(src_ids, None, v.pad_id, v.bos_id, v.eos_id).to(self.device)
         limit = max_lengths(batch.src_mask, self.decode.max_len_ratio, self.decode.max_len_offset,
-                            getattr(self.model, "max_positions", None))
+                            self.max_positions)
         bos, eos = self.tgt.vocab.bos_id, self.tgt.vocab.eos_id
         args = (self.model, batch.src_ids, batch.src_mask, bos, eos, limit)
         if o.sampling:
             return [[h] for h in sample(*args, o.temperature, o.top_k, o.top_p, o.generator,
                                         o.controls)]
+        if constraints and any(c.phrases for c in constraints):
+            beam = max(o.beam, min(max(c.total for c in constraints) + 1, 10))
+            return beam_search(*args, beam_size=beam, n_best=o.nbest,
+                               alpha=self.decode.length_penalty,
+                               return_attention=o.return_attention, controls=o.controls,
+                               beta=o.coverage_penalty, constraints=constraints)
         if o.beam == 1 and o.nbest == 1:
             return [[h] for h in greedy_search(*args, return_attention=o.return_attention,
                                                controls=o.controls)]
@@ -230,6 +301,23 @@ def decode_controls(decode: DecodeConfig, min_len: int | None = None,
                     else no_repeat_ngram_size,
                     decode.repetition_penalty if repetition_penalty is None
                     else repetition_penalty)
+
+
+def split_tokens(tokens: list[str], limit: int | None) -> list[list[str]]:
+    """`tokens` in parts of at most `limit` - 1 tokens (the search adds </s>), each cut
+    before a word where the tokens mark word starts (SentencePiece's U+2581)."""
+    if limit is None or len(tokens) < limit:
+        return [tokens]
+    marked = any(t.startswith("\u2581") for t in tokens)
+    out, start = [], 0
+    while len(tokens) - start >= limit:
+        end = start + limit - 1
+        if marked:
+            starts = [j for j in range(start + 1, end + 1) if tokens[j].startswith("\u2581")]
+            end = starts[-1] if starts else end
+        out.append(tokens[start:end])
+        start = end
+    return out + [tokens[start:]]
 
 
 def hard_alignment(attention: torch.Tensor) -> list[tuple[int, int]]:

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from transduce.demo import LEXICON
 from transduce.serve import Settings, create_app, resolve_models
+from transduce.text.glossary import Glossary
 from transduce.translator import Translator
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -168,7 +170,13 @@ def test_greedy_equals_offline_greedy(client: TestClient, translator: Translator
     ({"texts": ["x"], "min_len": 2.5}, "validation_error"),
     ({"texts": ["x"], "coverage_penalty": -0.2}, "validation_error"),
     ({"texts": ["x"], "alignments": 1}, "validation_error"),
-    ({"texts": ["x"], "glossary": [["a", "b"]]}, "validation_error"),  # not (yet) an option
+    ({"texts": ["x"], "glossary": [["a"]]}, "validation_error"),  # not a pair
+    ({"texts": ["x"], "glossary": [["a", ""]]}, "validation_error"),
+    ({"texts": ["x"], "glossary": "cat=Katze"}, "validation_error"),
+    ({"texts": ["x"], "glossary": {"cat": "Katze"}}, "validation_error"),
+    ({"texts": ["x"], "document": "yes"}, "validation_error"),
+    ({"texts": ["x"], "document": True, "n_best": 2, "beam_size": 2}, "validation_error"),
+    ({"texts": ["x"], "split": True}, "validation_error"),  # an unknown option
     ({"texts": ["x"], "model_dir": "/etc"}, "validation_error"),  # no field names a path
     ({"texts": ["x"], "model": "../../etc/passwd"}, "unknown_model"),
     ({"texts": ["x"], "model": "de-en"}, "unknown_model"),
@@ -417,6 +425,42 @@ def test_lt_html_keeps_tags(client: TestClient, translator: Translator) -> None:
     r = client.post("/translate", json={"q": f"<p class='x'>{SENTENCES[1]}</p><br>",
                                         "source": "en", "target": "demo", "format": "html"})
     assert r.json()["translatedText"] == f"<p class='x'>{want}</p><br>"
+
+
+def test_glossaries_in_both_apis(client: TestClient, translator: Translator) -> None:
+    """'cat' forced to the word for 'king': both APIs use it, as the offline translator does."""
+    king = LEXICON["king"]
+    glossary = Glossary.from_pairs([("cat", king)])
+    want = translator.translate([SENTENCES[0]], glossary=glossary)[0]
+    assert king in want.text.split()
+    r = client.post("/v1/translate", json={"texts": [SENTENCES[0], SENTENCES[2]],
+                                           "glossary": [["cat", king]]})
+    first, second = r.json()["translations"]
+    assert first["text"] == want.text and first["missing_terms"] == []
+    assert king not in second["text"].split()  # no 'cat' in it: no constraint
+    fields = {"q": SENTENCES[0], "source": "en", "target": "demo"}
+    lt = client.post("/translate", json={**fields, "glossary": [["cat", king]]})
+    assert lt.json()["translatedText"] == want.text
+    form = client.post("/translate", data={**fields, "glossary": json.dumps([["cat", king]])})
+    assert form.json()["translatedText"] == want.text
+    for bad in ([["cat"]], "cat=king", [["cat", 3]], {"cat": king}):
+        message = lt_error(client.post("/translate", json={**fields, "glossary": bad}), 400)
+        assert "glossary" in message
+
+
+def test_documents_keep_their_lines_in_both_apis(client: TestClient,
+                                                 translator: Translator) -> None:
+    """Several sentences on a line, blank lines and indentation: each sentence translated
+    alone, the layout copied."""
+    s0, s1, s2 = (s + "." for s in SENTENCES)
+    doc = f"{s0} {s1}\n\n  {s2}\n"
+    t0, t1, t2 = (t.text for t in translator.translate([s0, s1, s2]))
+    want = f"{t0} {t1}\n\n  {t2}\n"
+    r = client.post("/v1/translate", json={"texts": [doc], "document": True})
+    (out,) = r.json()["translations"]
+    assert out["text"] == want and out["sentences"] == 3 and 0 < out["confidence"] <= 1
+    lt = client.post("/translate", json={"q": doc, "source": "en", "target": "demo"})
+    assert lt.json()["translatedText"] == want
 
 
 @pytest.mark.parametrize("fields, message", [

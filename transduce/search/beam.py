@@ -11,7 +11,14 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from transduce.search.common import Hypothesis, coverage_penalty, force_eos, length_penalty
+from transduce.search.common import (
+    Hypothesis,
+    StepChoice,
+    coverage_penalty,
+    force_eos,
+    length_penalty,
+)
+from transduce.search.constraints import START, Candidate, ConstrainedChoice, Constraints
 from transduce.search.controls import NO_CONTROLS, Controls
 
 
@@ -46,11 +53,50 @@ def select_alive(top_scores: torch.Tensor, parents: torch.Tensor, tokens: torch.
     return masked.gather(1, keep), parents.gather(1, keep), tokens.gather(1, keep)
 
 
+def plain_step(scores: torch.Tensor, log_probs: torch.Tensor, eos_id: int, k: int) -> StepChoice:
+    """Plain beam search's choice: hypotheses ending in </s> among the K best candidates
+    finish, the K best of the others go on."""
+    A, R = scores.shape
+    top_scores, parents, tokens = top_candidates(scores, log_probs, k)
+    rows = torch.arange(A, device=scores.device).unsqueeze(1) * R
+    ended_mask = (tokens[:, :k] == eos_id) & torch.isfinite(top_scores[:, :k])
+    flat_parent = rows + parents
+    ended = [(a, int(flat_parent[a, j]), float(top_scores[a, j]), True)
+             for a, j in ended_mask.nonzero().tolist()]
+    alive, parents, tokens = select_alive(top_scores, parents, tokens, eos_id, k)
+    return StepChoice(ended, alive, (rows + parents).view(-1), tokens.view(-1),
+                      ended_mask[:, 0].tolist())
+
+
+def constrained_step(choice: ConstrainedChoice, scores: torch.Tensor, log_probs: torch.Tensor,
+                     eos_id: int, k: int) -> StepChoice:
+    """Dynamic beam allocation's choice (constraints.py), in the same form."""
+    A, R = scores.shape
+    _, parents, tokens = top_candidates(scores, log_probs, k)
+    top = (parents * log_probs.size(1) + tokens).tolist()
+    cands = choice.candidates(scores, log_probs, top, eos_id)
+    ended: list[tuple[int, int, float, bool]] = []
+    alive: list[Candidate] = []
+    top_ended = []
+    for a in range(A):
+        done, going, first = choice.choose(a, cands[a], eos_id)
+        cons = choice.constraints[a]
+        ended += [(a, a * R + c.row, c.score, cons.complete(c.progress)) for c in done]
+        alive += going + [Candidate(float("-inf"), 0, eos_id, START)] * (k - len(going))
+        top_ended.append(first)
+    device = scores.device
+    return StepChoice(ended, torch.tensor([c.score for c in alive], device=device).view(A, k),
+                      torch.tensor([(i // k) * R + c.row for i, c in enumerate(alive)],
+                                   device=device),
+                      torch.tensor([c.token for c in alive], device=device), top_ended)
+
+
 @torch.no_grad()
 def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: int,
                 eos_id: int, max_len: torch.Tensor, beam_size: int = 5, n_best: int = 1,
                 alpha: float = 1.0, return_attention: bool = False,
-                controls: Controls = NO_CONTROLS, beta: float = 0.0) -> list[list[Hypothesis]]:
+                controls: Controls = NO_CONTROLS, beta: float = 0.0,
+                constraints: list[Constraints] | None = None) -> list[list[Hypothesis]]:
     """src (B, S) -> for each sentence its `n_best` hypotheses, best first.
 
     Hypotheses are ranked by log P(y|x) / lp(|y|) + cp(x, y) with the GNMT length penalty
@@ -59,12 +105,16 @@ def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: in
     `n_best` finished hypotheses (the candidates of one step all have the same length, so
     the penalty does not change which is best), as OpenNMT-py's translator does; otherwise
     when it has `beam_size` finished hypotheses or reaches its length limit.
+    `constraints` (one per sentence): token sequences each output must contain, searched
+    with dynamic beam allocation (constraints.py); a hypothesis that reaches the length
+    limit without them ranks after every one that has them.
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
     B, K, device = src_ids.size(0), beam_size, src_ids.device
     src_lens = src_mask.sum(1).tolist()
     track = return_attention or beta != 0.0  # the coverage penalty needs the attention
+    dba = ConstrainedChoice(list(constraints), K) if constraints else None
     enc = model.encode(src_ids, src_mask)
     # The first step has one row per sentence (all K beams would be identical); the state
     # is expanded to K rows per sentence after it.
@@ -75,35 +125,33 @@ def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: in
     attn_history: torch.Tensor | None = None  # (A*R, t, S)
     prev = torch.full((B,), bos_id, dtype=torch.long, device=device)
     limit = max_len.to(device)
-    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    finished: list[list[tuple[bool, Hypothesis]]] = [[] for _ in range(B)]
     t = 0
     while sent.numel():
         A, R = scores.shape
         log_probs, state, attn = model.step(prev, state, enc, track)  # (A*R, V)
         log_probs = controls.apply(log_probs, history, eos_id)
+        if dba is not None:
+            log_probs = dba.ban_early_eos(log_probs, eos_id)
         at_limit = t + 1 >= limit[sent]  # (A,)
         log_probs = force_eos(log_probs, at_limit.repeat_interleave(R), eos_id)
-        top_scores, parents, tokens = top_candidates(scores, log_probs, K)
-        flat_parent = torch.arange(A, device=device).unsqueeze(1) * R + parents  # (A, 2K)
+        choice = plain_step(scores, log_probs, eos_id, K) if dba is None else \
+            constrained_step(dba, scores, log_probs, eos_id, K)
         if track and attn is not None:
             step_attn = attn.float().unsqueeze(1)  # (A*K, 1, S)
             attn_history = step_attn if attn_history is None else \
                 torch.cat([attn_history, step_attn], 1)
-        # Candidates ending in </s> among the best K are finished hypotheses.
         penalty = float(length_penalty(torch.tensor(t + 1), alpha))
-        ended = (tokens[:, :K] == eos_id) & torch.isfinite(top_scores[:, :K])
-        for a, j in ended.nonzero().tolist():
-            row = int(flat_parent[a, j])
+        for a, row, lp, complete in choice.ended:
             b = int(sent[a])
             if len(finished[b]) < K:
-                lp = float(top_scores[a, j])
                 att = attn_history[row] if attn_history is not None else None
                 cp = coverage_penalty(att, src_lens[b], beta) if att is not None else 0.0
-                finished[b].append(Hypothesis(history[row].tolist(), lp / penalty + cp, lp,
-                                              att if return_attention else None))
-        scores, parents, tokens = select_alive(top_scores, parents, tokens, eos_id, K)
-        order = (torch.arange(A, device=device).unsqueeze(1) * R + parents).view(-1)  # (A*K,)
-        history = torch.cat([history.index_select(0, order), tokens.view(-1, 1)], 1)
+                finished[b].append((complete, Hypothesis(
+                    history[row].tolist(), lp / penalty + cp, lp,
+                    att if return_attention else None)))
+        scores, order = choice.scores, choice.order
+        history = torch.cat([history.index_select(0, order), choice.tokens.view(-1, 1)], 1)
         if attn_history is not None:
             attn_history = attn_history.index_select(0, order)
         if R < K:  # after the first step: every new row's parent is its sentence's one row
@@ -111,13 +159,12 @@ def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: in
             enc = enc.select(torch.arange(A, device=device).repeat_interleave(K))
         else:
             state = state.select(order)
-        prev = tokens.view(-1)
+        prev = choice.tokens
         # A sentence leaves the batch at its length limit, with K finished hypotheses, or
         # when its best candidate of this step has ended and it has n_best finished ones.
-        top_ended = ended[:, 0].tolist()
         done = at_limit | torch.tensor(
             [len(finished[b]) >= K or (top and len(finished[b]) >= n_best)
-             for b, top in zip(sent.tolist(), top_ended)], device=device)
+             for b, top in zip(sent.tolist(), choice.top_ended)], device=device)
         if bool(done.any()):
             keep = (~done).nonzero().squeeze(1)  # (A',)
             rows = (keep.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
@@ -126,5 +173,8 @@ def beam_search(model, src_ids: torch.Tensor, src_mask: torch.Tensor, bos_id: in
             state, enc = state.select(rows), enc.select(rows)
             if attn_history is not None:
                 attn_history = attn_history[rows]
+            if dba is not None:
+                dba.keep(keep.tolist())
         t += 1
-    return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]
+    return [[h for _, h in sorted(hyps, key=lambda ch: (not ch[0], -ch[1].score))[:n_best]]
+            for hyps in finished]

@@ -15,6 +15,17 @@ class Hypothesis:
     attention: torch.Tensor | None = None  # (len(ids) + 1, S): one row per output incl. </s>
 
 
+@dataclass
+class StepChoice:
+    """What a beam search step chose, for sentences a < A with K beams each."""
+
+    ended: list[tuple[int, int, float, bool]]  # (a, parent row, log-prob, constraints met)
+    scores: torch.Tensor  # (A, K) cumulative log-probs of the hypotheses that go on
+    order: torch.Tensor  # (A*K,) the parent row of each
+    tokens: torch.Tensor  # (A*K,) the token each adds
+    top_ended: list[bool]  # per sentence: its best candidate ended in </s>
+
+
 def max_lengths(src_mask: torch.Tensor, ratio: float, offset: int,
                 cap: int | None = None) -> torch.Tensor:
     """Per-sentence maximum output length: ratio * source length + offset, (B,)."""

@@ -7,21 +7,23 @@ JSON fields ``q`` (string or list), ``source`` (a code, or "auto"), ``target``, 
 with LibreTranslate's status codes: 400 for missing or invalid parameters, a missing API key
 and text limits; 403 for an invalid API key. Two differences, both deliberate: a full queue
 answers 503 with Retry-After (LibreTranslate's rate limiter answers 429), and a body over the
-size limit answers 413. Multi-line text is translated line by line and joined back.
+size limit answers 413. Text is split into sentences (documents.py) and put back together
+with its line breaks; ``glossary`` (a list of [source term, target term] pairs) is
+transduce's extension, and ``confidence`` in the answer is the least confident sentence's.
 """
 
 from __future__ import annotations
 
-import html
 import json
-import re
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
+from transduce import documents
 from transduce.serve.errors import ApiError
 from transduce.serve.service import ModelSpec, Service, invalid_unicode
+from transduce.text.glossary import Glossary
 
 router = APIRouter()
 
@@ -34,7 +36,6 @@ LANGUAGE_NAMES = {
     "ru": "Russian", "sv": "Swedish", "tr": "Turkish", "uk": "Ukrainian", "vi": "Vietnamese",
     "zh": "Chinese", "cmn": "Chinese", "zh-Hans": "Chinese", "zh-Hant": "Chinese (traditional)",
 }
-_TAG = re.compile(r"(<[^>]*>)")
 
 
 def language_name(code: str) -> str:
@@ -136,24 +137,25 @@ def _pair(service: Service, source: str, target: str) -> ModelSpec:
                       f"language from {language_name(source)} ({source})")
 
 
-def _segments(text: str, fmt: str) -> list[tuple[str, bool]]:
-    """Split `text` into (piece, translate?) pieces: lines, and for HTML, text between tags."""
-    out: list[tuple[str, bool]] = []
-    for piece in (_TAG.split(text) if fmt == "html" else [text]):
-        if fmt == "html" and _TAG.fullmatch(piece):
-            out.append((piece, False))
-            continue
-        for k, line in enumerate(piece.split("\n")):
-            if k:
-                out.append(("\n", False))
-            core = line.strip()
-            if not core:
-                out.append((line, False))
-                continue
-            lead, trail = line[: len(line) - len(line.lstrip())], line[len(line.rstrip()):]
-            out += [(lead, False), (html.unescape(core) if fmt == "html" else core, True),
-                    (trail, False)]
-    return out
+def _glossary(fields: dict[str, Any]) -> Glossary | None:
+    """transduce's extension: ``glossary``, a list of [source term, target term] pairs (in a
+    form, the same as a JSON string)."""
+    raw = fields.get("glossary")
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise bad_request("Invalid request: glossary must be a JSON list of "
+                              "[source term, target term] pairs") from None
+    if not isinstance(raw, list):
+        raise bad_request("Invalid request: glossary must be a list of "
+                          "[source term, target term] pairs")
+    try:
+        return Glossary.from_pairs(raw)
+    except ValueError as e:
+        raise bad_request(f"Invalid request: {e}") from None
 
 
 @router.post("/translate")
@@ -175,28 +177,24 @@ async def translate(request: Request) -> JSONResponse:
     spec = _pair(service, str(source), str(target))
     translator = service.translator(spec.name)
 
-    segments = [_segments(t, fmt) for t in texts]
-    units = [piece for segs in segments for piece, todo in segs if todo]
+    glossary = _glossary(fields)
+    pieces = [documents.split(t, spec.source, fmt) for t in texts]
     n_best = n_alt + 1 if fmt == "text" else 1
     beam = max(translator.decode.beam_size, n_best)
-    results = iter(await service.translate(spec.name, units, beam, n_best))
+    results = iter(await service.translate(
+        spec.name, [u for p in pieces for u in documents.units(p)], beam, n_best,
+        glossary=glossary))
 
     translated, alternatives, confidence = [], [], []
-    for segs in segments:
-        parts, alts, sure = [], [], [1.0]
-        for piece, todo in segs:
-            if not todo:
-                parts.append(piece)
-                continue
-            r = next(results)
-            parts.append(html.escape(r.text, quote=False) if fmt == "html" else r.text)
-            alts.append([a.text for a in r.alternatives[1:]])
-            sure.append(r.confidence)
-        text = "".join(parts)
+    for p in pieces:
+        done = [next(results) for _ in documents.units(p)]
+        text = documents.join(p, (r.text for r in done), fmt)
         translated.append(text)
-        confidence.append(round(min(sure), 4))  # the least confident segment's
-        # Alternatives exist for single-line text (LibreTranslate's are whole-text too).
-        alternatives.append(_unique(alts[0], text) if len(alts) == 1 else [])
+        # the least confident sentence's
+        confidence.append(round(min((r.confidence for r in done), default=1.0), 4))
+        # Alternatives exist for a single sentence (LibreTranslate's are whole-text too).
+        alternatives.append(_unique([a.text for a in done[0].alternatives[1:]], text)
+                            if len(done) == 1 else [])
 
     batch = isinstance(fields["q"], list)
     body: dict[str, Any] = {"translatedText": translated if batch else translated[0],

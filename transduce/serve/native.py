@@ -10,9 +10,12 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.responses import JSONResponse, Response
 
+from transduce import documents
+from transduce.search import Controls
 from transduce.serve.errors import ApiError
 from transduce.serve.metrics import CONTENT_TYPE
 from transduce.serve.service import Service
+from transduce.text.glossary import Glossary
 from transduce.translator import Translation, decode_controls
 
 router = APIRouter()
@@ -34,6 +37,11 @@ class TranslateRequest(BaseModel):
     no_repeat_ngram_size: int | None = None
     repetition_penalty: float | None = None
     coverage_penalty: float | None = None
+    # [[source term, target term], ...]: where a source term occurs, its target term is used
+    glossary: list[list[str]] | None = None
+    # each text is a document: split into sentences, translated, put back together; the
+    # answer gives text, confidence, sentences and missing_terms only
+    document: bool = False
 
 
 def service_of(request: Request) -> Service:
@@ -80,8 +88,8 @@ def _number(x: float, digits: int = 4) -> float | None:
     return round(x, digits) if math.isfinite(x) else None  # JSON has no inf/nan
 
 
-def translation_json(t: Translation, attention: bool, alignments: bool = False
-                     ) -> dict[str, Any]:
+def translation_json(t: Translation, attention: bool, alignments: bool = False,
+                     glossary: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "text": t.text, "score": _number(t.score), "confidence": _number(t.confidence),
         "alternatives": [{"text": a.text, "score": _number(a.score)} for a in t.alternatives],
@@ -92,6 +100,38 @@ def translation_json(t: Translation, attention: bool, alignments: bool = False
                             [[round(w, 4) for w in row] for row in t.attention])
     if alignments:
         out["alignment"] = None if t.alignment is None else [list(p) for p in t.alignment]
+    if glossary:
+        out["missing_terms"] = t.missing_terms
+    return out
+
+
+def _glossary(pairs: list[list[str]] | None) -> Glossary | None:
+    try:
+        return Glossary.from_pairs(pairs) if pairs else None
+    except ValueError as e:
+        raise ApiError(422, "validation_error", str(e)) from None
+
+
+async def _documents(service: Service, req: TranslateRequest, controls: Controls,
+                     glossary: Glossary | None) -> list[dict[str, Any]]:
+    """`document: true`: every text split into sentences (documents.py), all sentences
+    translated in one call, each text put back together."""
+    if (req.n_best or 1) > 1 or req.return_attention or req.alignments:
+        raise ApiError(422, "validation_error", "document: true answers with the text only; "
+                       "drop n_best, return_attention and alignments")
+    assert req.model is not None
+    lang = service.spec(req.model).source
+    pieces = [documents.split(t, lang) for t in req.texts]
+    results = iter(await service.translate(
+        req.model, [u for p in pieces for u in documents.units(p)], req.beam_size, 1, False,
+        controls, req.coverage_penalty, glossary))
+    out = []
+    for p in pieces:
+        done = [next(results) for _ in documents.units(p)]
+        out.append({"text": documents.join(p, (r.text for r in done)),
+                    "confidence": _number(min((r.confidence for r in done), default=1.0)),
+                    "sentences": len(done),
+                    "missing_terms": [m for r in done for m in r.missing_terms]})
     return out
 
 
@@ -122,12 +162,16 @@ async def translate(request: Request) -> JSONResponse:
                                    req.repetition_penalty)
     except ValueError as e:
         raise ApiError(422, "validation_error", str(e)) from None
+    glossary = _glossary(req.glossary)
+    if req.document:
+        return JSONResponse({"model": req.model,
+                             "translations": await _documents(service, req, controls, glossary)})
     results = await service.translate(req.model, req.texts, req.beam_size, req.n_best,
                                       req.return_attention or req.alignments, controls,
-                                      req.coverage_penalty)
-    return JSONResponse({"model": req.model,
-                         "translations": [translation_json(t, req.return_attention,
-                                                           req.alignments) for t in results]})
+                                      req.coverage_penalty, glossary)
+    return JSONResponse({"model": req.model, "translations": [
+        translation_json(t, req.return_attention, req.alignments, glossary is not None)
+        for t in results]})
 
 
 @router.get("/v1/models")

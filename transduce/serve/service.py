@@ -19,6 +19,7 @@ from transduce.search import Controls
 from transduce.serve.batching import Batcher, QueueFull, ShuttingDown
 from transduce.serve.errors import ApiError
 from transduce.serve.metrics import Metrics
+from transduce.text.glossary import Glossary
 from transduce.translator import Translation, Translator
 
 log = logging.getLogger("transduce.serve")
@@ -38,7 +39,7 @@ class Settings:
     batching: bool = True  # False: every request decoded alone
     max_body_bytes: int = 1 << 20
     max_texts: int = 64  # texts per request
-    max_chars: int = 2000  # characters per text
+    max_chars: int = 10000  # characters per text (split into sentences: see documents.py)
     max_beam: int = 16
     retry_after_s: int = 1
 
@@ -107,6 +108,7 @@ class DecodeKey:
     return_attention: bool
     controls: Controls | None = None  # None: the model's decode config
     coverage_penalty: float | None = None
+    glossary: Glossary | None = None
 
 
 class Service:
@@ -200,7 +202,8 @@ class Service:
     async def translate(self, model: str, texts: list[str], beam_size: int | None = None,
                         n_best: int | None = None, return_attention: bool = False,
                         controls: Controls | None = None,
-                        coverage_penalty: float | None = None) -> list[Translation]:
+                        coverage_penalty: float | None = None,
+                        glossary: Glossary | None = None) -> list[Translation]:
         """Translate through the batcher; results in input order."""
         translator = self.translator(self.spec(model).name)
         if bad := invalid_unicode(texts):
@@ -214,7 +217,8 @@ class Service:
             raise ApiError(422, "validation_error",
                            f"n_best must be between 1 and beam_size ({beam}), got {nbest}")
         tokens = sum(len(translator.src.tokenize(t)) + 1 for t in texts)
-        key = DecodeKey(model, beam, nbest, return_attention, controls, coverage_penalty)
+        key = DecodeKey(model, beam, nbest, return_attention, controls, coverage_penalty,
+                        glossary)
         try:
             results = await self.batcher.submit(key, texts, tokens * beam)
         except QueueFull as e:
@@ -232,7 +236,8 @@ class Service:
         return self.translators[key.model].translate(
             texts, beam_size=key.beam_size, n_best=key.n_best,
             return_attention=key.return_attention, batch_size=max(1, len(texts)),
-            controls=key.controls, coverage_penalty=key.coverage_penalty)
+            controls=key.controls, coverage_penalty=key.coverage_penalty,
+            glossary=key.glossary)
 
 
 def invalid_unicode(texts: Sequence[str]) -> str | None:
