@@ -29,12 +29,13 @@ import torch
 from torch import nn
 
 from transduce.config import Config, DecodeConfig, load_config
+from transduce.model_dir import load_model
 from transduce.search import Constraints, Hypothesis
 from transduce.search.common import length_penalty
-from transduce.text import Codec, load_codecs
+from transduce.search.options import SearchOptions
+from transduce.text import Codec, Vocab, load_codecs
 from transduce.text.vocab import BOS, EOS, UNK
 from transduce.training.checkpoint import MODEL_FILE
-from transduce.translator import SearchOptions, Translator, load_model
 
 ENGINE_FILE = "model.bin"  # CTranslate2's weights: marks an export directory
 COPIED = ("config.yaml", "tokenizer.json", "*.vocab.json", "*.spm.model")
@@ -157,15 +158,15 @@ def export(model_dir: str | Path, out_dir: str | Path, quantize: str = "none",
     return out_dir
 
 
-class CTranslate2Translator(Translator):
-    """`Translator` over a CTranslate2 export: same tokenization, batching and results; the
-    search runs in CTranslate2. `quantize` None decodes as exported, "int8" in int8 and
-    "none" in float32. Uses torch's thread count (torch.set_num_threads): on CPU as that
-    many workers of one thread each, which decode the batches of a `translate` call in
-    parallel.
-    Seeded sampling loads the model again for each batch (see `_decode_batches`)."""
+class CTranslate2Engine:
+    """The engine (engine.py) of a CTranslate2 export: the `Translator` tokenizes, batches
+    and reads results as for PyTorch; the search runs in CTranslate2. `quantize` None
+    decodes as exported, "int8" in int8 and "none" in float32. Uses torch's thread count
+    (torch.set_num_threads): on CPU as that many workers of one thread each, which decode
+    the batches of a `translate` call in parallel.
+    Seeded sampling loads the model again for each batch (see `decode_batches`)."""
 
-    def __init__(self, model_dir: str | Path, src: Codec, tgt: Codec,
+    def __init__(self, model_dir: str | Path, src_vocab: Vocab, tgt_vocab: Vocab,
                  decode: DecodeConfig | None = None, device: str | torch.device = "cpu",
                  quantize: str | None = None, max_positions: int | None = None):
         self.decode = decode or DecodeConfig()
@@ -182,12 +183,12 @@ class CTranslate2Translator(Translator):
                              "compute_type": compute,
                              "inter_threads": threads if self.device.type == "cpu" else 1,
                              "intra_threads": 1 if self.device.type == "cpu" else threads}
-        self.engine = self._engine()
-        self.quantize = "int8" if self.engine.compute_type.startswith("int8") else "none"
-        self.src, self.tgt = src, tgt
+        self.translator = self._new_translator()  # the ctranslate2.Translator
+        self.quantize = "int8" if self.translator.compute_type.startswith("int8") else "none"
+        self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.max_positions = max_positions
 
-    def _engine(self, **override: Any) -> Any:
+    def _new_translator(self, **override: Any) -> Any:
         """A CTranslate2 translator. Creating one sets the calling thread's OpenMP thread
         count (omp_set_num_threads), which torch shares: with one thread per worker, PyTorch
         in this process would drop to one thread. Torch's count is set back."""
@@ -198,17 +199,19 @@ class CTranslate2Translator(Translator):
             torch.set_num_threads(threads)
 
     @classmethod
-    def from_export(cls, model_dir: str | Path, device: str = "cpu",
-                    quantize: str | None = None) -> CTranslate2Translator:
-        """What `Translator.load` returns for an export directory."""
+    def from_export(cls, model_dir: str | Path, device: str = "cpu", quantize: str | None = None
+                    ) -> tuple[CTranslate2Engine, Config, Codec, Codec]:
+        """The engine of an export directory, with the config and tokenizers copied there."""
         model_dir = Path(model_dir)
         cfg: Config = load_config(model_dir / "config.yaml")
         src, tgt = load_codecs(model_dir)
-        return cls(model_dir, src, tgt, cfg.decode, device, quantize, cfg.model.max_positions)
+        engine = cls(model_dir, src.vocab, tgt.vocab, cfg.decode, device, quantize,
+                     cfg.model.max_positions)
+        return engine, cfg, src, tgt
 
-    def _decode_batches(self, batches: list[list[list[int]]], o: SearchOptions,
-                        constraints: list[list[Constraints]]
-                        ) -> Iterator[list[list[Hypothesis]]]:
+    def decode_batches(self, batches: list[list[list[int]]], o: SearchOptions,
+                       constraints: list[list[Constraints]]
+                       ) -> Iterator[list[list[Hypothesis]]]:
         """All batches are submitted at once, so that the engine's workers (one per thread
         on CPU) decode several batches in parallel; results come back in batch order.
         Fewer batches than workers (a short input, a server's batch) are split so that every
@@ -238,15 +241,15 @@ class CTranslate2Translator(Translator):
             ct2 = _ctranslate2()
             for src_ids in batches:
                 ct2.set_random_seed(int(torch.randint(2 ** 31, (1,), generator=o.generator)))
-                engine = self._engine(inter_threads=1)
+                engine = self._new_translator(inter_threads=1)
                 results = engine.translate_batch(self._tokens(src_ids),
                                                  max_decoding_length=self._limit(src_ids),
                                                  **options)
                 yield self._hypotheses(results, options["beam_size"], alpha, o.nbest,
                                        o.return_attention)
             return
-        workers = self.engine.num_translators
-        pending = [self.engine.translate_batch(
+        workers = self.translator.num_translators
+        pending = [self.translator.translate_batch(
             self._tokens(src_ids), asynchronous=True, max_decoding_length=self._limit(src_ids),
             max_batch_size=-(-len(src_ids) // workers) if len(batches) < workers else 0,
             **options) for src_ids in batches]
@@ -255,7 +258,7 @@ class CTranslate2Translator(Translator):
                                    o.nbest, o.return_attention)
 
     def _tokens(self, src_ids: list[list[int]]) -> list[list[str]]:
-        itos = self.src.vocab.itos
+        itos = self.src_vocab.itos
         return [[itos[i] for i in ids] for ids in src_ids]
 
     def _limit(self, src_ids: list[list[int]]) -> int:
@@ -271,7 +274,7 @@ class CTranslate2Translator(Translator):
             hyps = []
             for k, (toks, score) in enumerate(zip(result.hypotheses, result.scores)):
                 length = len(toks)  # </s> included
-                ids = self.tgt.vocab.encode(toks[:-1] if toks and toks[-1] == EOS else toks)
+                ids = self.tgt_vocab.encode(toks[:-1] if toks and toks[-1] == EOS else toks)
                 log_prob = score * length ** alpha
                 search_score = log_prob if beam == 1 \
                     else log_prob / float(length_penalty(torch.tensor(length), alpha))

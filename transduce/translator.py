@@ -4,30 +4,26 @@ training and the server all go through `Translator.translate`."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from transduce.config import Config, DecodeConfig, load_config
-from transduce.data.batching import collate
-from transduce.models import Seq2Seq, build_model
+from transduce.config import DecodeConfig
+from transduce.ct2 import CTranslate2Engine, is_export
+from transduce.engine import Engine, TorchEngine
+from transduce.model_dir import load_model
+from transduce.models import Seq2Seq
 from transduce.models.ensemble import Ensemble
-from transduce.models.quantize import quantize_int8
-from transduce.search import (
-    NO_CONTROLS,
-    Constraints,
-    Controls,
-    Hypothesis,
-    beam_search,
-    greedy_search,
-    max_lengths,
-    sample,
-)
-from transduce.text import Codec, load_codecs
+from transduce.search import Constraints, Controls, Hypothesis
+from transduce.search.options import SearchOptions
+from transduce.text import Codec
 from transduce.text.glossary import Glossary
-from transduce.training.checkpoint import MODEL_FILE, load_weights
+from transduce.training.checkpoint import MODEL_FILE
+
+__all__ = ["Alternative", "SearchOptions", "Translation", "Translator", "decode_controls",
+           "load_model"]
 
 
 @dataclass
@@ -55,45 +51,31 @@ class Translation:
     missing_terms: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class SearchOptions:
-    """How to search, for one `translate` call."""
-
-    beam: int = 5
-    nbest: int = 1
-    return_attention: bool = False
-    sampling: bool = False
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    generator: torch.Generator | None = None
-    controls: Controls = NO_CONTROLS
-    coverage_penalty: float = 0.0  # beta of GNMT's coverage penalty (beam search)
-
-
 class Translator:
-    """A model with its tokenizers and decoding defaults.
+    """Tokenizers, decoding defaults and an engine (engine.py) that runs the search:
+    `Translator.load` picks PyTorch for a model directory and CTranslate2 for an export."""
 
-    `quantize` ("none" or "int8", default: decode.quantize) decodes with a copy of the model
-    whose linear layers are int8 (CPU only); the model passed in is left as it is.
-    """
-
-    def __init__(self, model: Seq2Seq | Ensemble, src: Codec, tgt: Codec,
-                 decode: DecodeConfig | None = None, device: str | torch.device = "cpu",
-                 quantize: str | None = None):
+    def __init__(self, src: Codec, tgt: Codec, engine: Engine,
+                 decode: DecodeConfig | None = None):
+        self.src, self.tgt, self.engine = src, tgt, engine
         self.decode = decode or DecodeConfig()
-        self.device = torch.device(device)
-        self.quantize = quantize if quantize is not None else self.decode.quantize
-        if self.quantize not in ("none", "int8"):
-            raise ValueError(f"quantize must be 'none' or 'int8', got {self.quantize!r}")
-        if self.quantize == "int8" and self.device.type != "cpu":
-            raise ValueError(f"int8 decoding runs on CPU only, not on {self.device}; "
-                             f"use --device cpu or quantize: none")
-        self.model = model.to(device).eval()
-        if self.quantize == "int8":
-            self.model = quantize_int8(self.model)
-        self.src, self.tgt = src, tgt
-        self.max_positions: int | None = getattr(self.model, "max_positions", None)
+
+    @classmethod
+    def from_model(cls, model: Seq2Seq | Ensemble, src: Codec, tgt: Codec,
+                   decode: DecodeConfig | None = None, device: str | torch.device = "cpu",
+                   quantize: str | None = None) -> Translator:
+        """A PyTorch model in memory (training's validation, tests, notebooks)."""
+        decode = decode or DecodeConfig()
+        return cls(src, tgt, TorchEngine(model, src.vocab, tgt.vocab, decode, device, quantize),
+                   decode)
+
+    @property
+    def quantize(self) -> str:
+        return self.engine.quantize
+
+    @property
+    def max_positions(self) -> int | None:
+        return self.engine.max_positions
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu", weights: str = MODEL_FILE,
@@ -101,19 +83,17 @@ class Translator:
         """Load a model directory written by training (config.yaml, tokenizer, safetensors),
         or a CTranslate2 export of one (`transduce export`: decoded by CTranslate2).
         `quantize` overrides the model's decode.quantize."""
-        from transduce.ct2 import CTranslate2Translator, is_export
-
         if is_export(model_dir):
-            return CTranslate2Translator.from_export(model_dir, device, quantize)
+            engine, cfg, src, tgt = CTranslate2Engine.from_export(model_dir, device, quantize)
+            return cls(src, tgt, engine, cfg.decode)
         cfg, model, src, tgt = load_model(model_dir, weights)
-        return cls(model, src, tgt, cfg.decode, device, quantize)
+        return cls.from_model(model, src, tgt, cfg.decode, device, quantize)
 
     @classmethod
     def load_ensemble(cls, model_dirs: Sequence[str | Path], device: str = "cpu",
                       weights: str = MODEL_FILE, quantize: str | None = None) -> Translator:
         """Decode with several model directories at once (models/ensemble.py); they must
         have the same tokenizers and vocabularies. Decoding settings are the first's."""
-        from transduce.ct2 import is_export
         from transduce.data.prepare import tokenizer_files_hash
 
         if len(model_dirs) < 2:
@@ -132,8 +112,8 @@ class Translator:
                     f"{len(tgt.vocab):,} vs {len(loaded[0][3].vocab):,}): ensemble members "
                     "must share them (train them from the same prepared data)")
         cfg, _, src, tgt = loaded[0]
-        return cls(Ensemble([m for _, m, _, _ in loaded]), src, tgt, cfg.decode, device,
-                   quantize)
+        return cls.from_model(Ensemble([m for _, m, _, _ in loaded]), src, tgt, cfg.decode,
+                              device, quantize)
 
     def translate(self, texts: Sequence[str], beam_size: int | None = None,
                   n_best: int | None = None, return_attention: bool = False,
@@ -187,8 +167,8 @@ class Translator:
         # Sentences with constraints are decoded apart: the others keep the plain search.
         groups = ([e for e in encoded if not e[4].phrases], [e for e in encoded if e[4].phrases])
         chunks = [g[start:start + size] for g in groups for start in range(0, len(g), size)]
-        decoded = self._decode_batches([[e[3] for e in chunk] for chunk in chunks], options,
-                                       [[e[4] for e in chunk] for chunk in chunks])
+        decoded = self.engine.decode_batches([[e[3] for e in chunk] for chunk in chunks],
+                                             options, [[e[4] for e in chunk] for chunk in chunks])
         for chunk, hyps in zip(chunks, decoded):
             for (i, k, tokens, _, _), nb in zip(chunk, hyps):
                 parts.setdefault(i, {})[k] = (tokens, nb)
@@ -232,41 +212,6 @@ class Translator:
             if ids and self.tgt.vocab.unk_id not in ids:
                 phrases.append(tuple(ids))
         return Constraints(tuple(phrases))
-
-    def _decode_batches(self, batches: list[list[list[int]]], options: SearchOptions,
-                        constraints: list[list[Constraints]]
-                        ) -> Iterator[list[list[Hypothesis]]]:
-        """`_decode` of each batch in turn (an engine may run them concurrently), with
-        each sentence's constraints."""
-        for src_ids, cons in zip(batches, constraints):
-            yield self._decode(src_ids, options, cons)
-
-    @torch.no_grad()
-    def _decode(self, src_ids: list[list[int]], o: SearchOptions,
-                constraints: list[Constraints] | None = None) -> list[list[Hypothesis]]:
-        """One padded batch. Sentences with constraints take beam search with at least one
-        beam per bank (constraint tokens + 1, up to 10)."""
-        v = self.src.vocab
-        batch = collate(src_ids, None, v.pad_id, v.bos_id, v.eos_id).to(self.device)
-        limit = max_lengths(batch.src_mask, self.decode.max_len_ratio, self.decode.max_len_offset,
-                            self.max_positions)
-        bos, eos = self.tgt.vocab.bos_id, self.tgt.vocab.eos_id
-        args = (self.model, batch.src_ids, batch.src_mask, bos, eos, limit)
-        if o.sampling:
-            return [[h] for h in sample(*args, o.temperature, o.top_k, o.top_p, o.generator,
-                                        o.controls)]
-        if constraints and any(c.phrases for c in constraints):
-            beam = max(o.beam, min(max(c.total for c in constraints) + 1, 10))
-            return beam_search(*args, beam_size=beam, n_best=o.nbest,
-                               alpha=self.decode.length_penalty,
-                               return_attention=o.return_attention, controls=o.controls,
-                               beta=o.coverage_penalty, constraints=constraints)
-        if o.beam == 1 and o.nbest == 1:
-            return [[h] for h in greedy_search(*args, return_attention=o.return_attention,
-                                               controls=o.controls)]
-        return beam_search(*args, beam_size=o.beam, n_best=o.nbest,
-                           alpha=self.decode.length_penalty, return_attention=o.return_attention,
-                           controls=o.controls, beta=o.coverage_penalty)
 
     def _translation(self, source: str, src_tokens: list[str], nbest: list[Hypothesis],
                      replace_unk: bool = False) -> Translation:
@@ -326,17 +271,3 @@ def hard_alignment(attention: torch.Tensor) -> list[tuple[int, int]]:
     if attention.numel() == 0:
         return []
     return [(int(i), j) for j, i in enumerate(attention.argmax(1).tolist())]
-
-
-def load_model(model_dir: str | Path,
-               weights: str = MODEL_FILE) -> tuple[Config, Seq2Seq, Codec, Codec]:
-    """The config, model (weights loaded) and tokenizers of a model directory."""
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{model_dir} is not a transduce model directory "
-                                f"(no config.yaml); train one with 'transduce train'")
-    cfg: Config = load_config(model_dir / "config.yaml")
-    src, tgt = load_codecs(model_dir)
-    model = build_model(cfg.model, len(src.vocab), len(tgt.vocab), src.vocab.pad_id)
-    load_weights(model, model_dir / weights)
-    return cfg, model, src, tgt

@@ -204,7 +204,7 @@ def test_summary_of_a_model_directory_and_of_a_config(demo_model_dir, translator
     result = cli("summary", demo_model_dir, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     total = int(re.search(r"total parameters: ([\d,]+)", result.stdout).group(1).replace(",", ""))
-    assert total == count_parameters(translator.model)
+    assert total == count_parameters(translator.engine.model)
     assert "attention: luong_general" in result.stdout
 
     cfg = write_config(tmp_path / "c.yaml", slice_dir, tmp_path / "unused")

@@ -18,7 +18,7 @@ import torch
 from transduce import Translator, load_config, train
 from transduce.cli import main
 from transduce.config import save_config
-from transduce.ct2 import CTranslate2Translator, export, is_export
+from transduce.ct2 import CTranslate2Engine, export, is_export
 from transduce.data.batching import collate
 from transduce.demo import demo_config, write_splits
 from transduce.models import build_model
@@ -69,7 +69,7 @@ def teacher_forced_log_probs(model_dir: Path, pairs: list[tuple[str, str]]) -> l
     v = tr.src.vocab
     batch = collate(src, tgt, v.pad_id, v.bos_id, v.eos_id)
     with torch.no_grad():
-        logits = tr.model(batch.src_ids, batch.src_mask, batch.tgt_in)
+        logits = tr.engine.model(batch.src_ids, batch.src_mask, batch.tgt_in)
     lp = torch.log_softmax(logits.float(), -1).gather(-1, batch.tgt_out.unsqueeze(-1))[..., 0]
     return [lp[i, :len(t) + 1].tolist() for i, t in enumerate(tgt)]
 
@@ -97,7 +97,7 @@ def test_translations_through_the_export_match_pytorch(transformer_dir, demo_spl
     out = export(transformer_dir, tmp_path / "ct2")
     assert is_export(out) and not is_export(transformer_dir)
     ct2_tr = Translator.load(out)
-    assert isinstance(ct2_tr, CTranslate2Translator) and ct2_tr.quantize == "none"
+    assert isinstance(ct2_tr.engine, CTranslate2Engine) and ct2_tr.quantize == "none"
     srcs = [s for s, _ in demo_splits["test"]] + [""]
     for beam in (1, 5):
         a, b = torch_tr.translate(srcs, beam_size=beam), ct2_tr.translate(srcs, beam_size=beam)
@@ -132,7 +132,7 @@ def test_export_decodes_small_batches_in_parallel_in_input_order(transformer_dir
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
-    assert ct2_tr.engine.num_translators == 2
+    assert ct2_tr.engine.translator.num_translators == 2
     srcs = [s for s, _ in demo_splits["test"]]
     want = Translator.load(transformer_dir).translate(srcs, beam_size=5, batch_size=6)
     got = ct2_tr.translate(srcs, beam_size=5, batch_size=6)

@@ -238,7 +238,7 @@ def test_replace_unk_copies_the_attended_source_token():
     src = Codec(WordTokenizer(), Vocab([f"w{i}" for i in range(4, 30)]))  # w20 has id 20
     tgt = Codec(WordTokenizer(), Vocab(["a", "b", "c", "d"]))
     model = Pointing({20: {(): {1: 1.0}, (1,): {A: 1.0}}})  # <unk> a </s>
-    translator = Translator(model, src, tgt)  # type: ignore[arg-type]
+    translator = Translator.from_model(model, src, tgt)  # type: ignore[arg-type]
     for beam in (1, 2):
         [plain] = translator.translate(["w20 Zürich"], beam_size=beam)
         [fixed] = translator.translate(["w20 Zürich"], beam_size=beam, replace_unk=True)

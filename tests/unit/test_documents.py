@@ -101,7 +101,7 @@ def test_split_tokens_cuts_before_words_within_the_limit():
 
 def test_a_text_longer_than_the_model_allows_is_split_not_truncated(demo_model_dir: Path):
     translator = Translator.load(demo_model_dir)
-    translator.max_positions = 40  # as a Transformer with 40 positions: 20 source tokens
+    translator.engine.max_positions = 40  # as a Transformer with 40 positions: 20 source tokens
     assert translator.source_limit() == 20
     text = " ".join(s for s, _ in [("the big cat sees a red ball near the house", 0),
                                    ("the old king paints a green door", 0),

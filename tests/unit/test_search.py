@@ -309,11 +309,12 @@ def test_beam_one_equals_greedy_on_the_trained_demo_model(demo_translator, demo_
     b = collate(sources, None, PAD, BOS, EOS)
     limit = max_lengths(b.src_mask, 1.5, 10)
     bos, eos = tr.tgt.vocab.bos_id, tr.tgt.vocab.eos_id
-    greedy = greedy_search(tr.model, b.src_ids, b.src_mask, bos, eos, limit)
-    beam = beam_search(tr.model, b.src_ids, b.src_mask, bos, eos, limit, beam_size=1, alpha=0.0)
+    model = tr.engine.model
+    greedy = greedy_search(model, b.src_ids, b.src_mask, bos, eos, limit)
+    beam = beam_search(model, b.src_ids, b.src_mask, bos, eos, limit, beam_size=1, alpha=0.0)
     same_hypotheses(greedy, beam)
     # and a wider beam never scores worse than greedy on a model this confident
-    wide = beam_search(tr.model, b.src_ids, b.src_mask, bos, eos, limit, beam_size=5, alpha=0.0)
+    wide = beam_search(model, b.src_ids, b.src_mask, bos, eos, limit, beam_size=5, alpha=0.0)
     better_or_equal = sum(w[0].log_prob >= g.log_prob - 1e-4 for w, g in zip(wide, greedy))
     assert better_or_equal >= 0.95 * len(greedy)
 

@@ -117,7 +117,7 @@ def test_attention_shape_holds_for_an_untrained_model():
         torch.manual_seed(seed)
         model = build_model(ModelConfig(emb_dim=8, hidden_size=8, encoder_layers=1),
                             len(src.vocab), len(tgt.vocab))
-        tr = Translator(model, src, tgt)
+        tr = Translator.from_model(model, src, tgt)
         for beam in (1, 3):
             for r in tr.translate(["a b c", "d e f g h i"], beam_size=beam,
                                   return_attention=True):
@@ -183,10 +183,10 @@ def test_int8_decoding_keeps_the_translations_and_leaves_the_model_alone(transla
     from torch.ao.nn.quantized.dynamic import Linear as QuantizedLinear
 
     int8 = Translator.load(demo_model_dir, quantize="int8")
-    linears = [m for m in int8.model.modules() if isinstance(m, torch.nn.Linear)]
-    quantized = [m for m in int8.model.modules() if isinstance(m, QuantizedLinear)]
+    linears = [m for m in int8.engine.model.modules() if isinstance(m, torch.nn.Linear)]
+    quantized = [m for m in int8.engine.model.modules() if isinstance(m, QuantizedLinear)]
     assert quantized and not linears  # every linear layer is int8 ...
-    assert all(type(m) is torch.nn.Linear for m in translator.model.modules()
+    assert all(type(m) is torch.nn.Linear for m in translator.engine.model.modules()
                if isinstance(m, torch.nn.Linear))  # ... in a copy: fp32 is untouched
     srcs, refs = zip(*demo_splits["test"][:200])
     fp32_out = [r.text for r in translator.translate(list(srcs), beam_size=5)]
@@ -201,9 +201,9 @@ def test_int8_decoding_keeps_the_translations_and_leaves_the_model_alone(transla
     src, tgt = build_codecs(TokenizerConfig(kind="char"), ["ab"], ["cd"])
     from transduce.config import DecodeConfig
 
-    assert Translator(model, src, tgt, DecodeConfig(quantize="int8")).quantize == "int8"
-    assert Translator(model, src, tgt, DecodeConfig(quantize="int8"), quantize="none") \
-        .model is model
+    int8 = DecodeConfig(quantize="int8")
+    assert Translator.from_model(model, src, tgt, int8).quantize == "int8"
+    assert Translator.from_model(model, src, tgt, int8, quantize="none").engine.model is model
 
 
 def test_int8_decoding_refuses_what_it_cannot_do(demo_model_dir):

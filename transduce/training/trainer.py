@@ -354,8 +354,8 @@ class Trainer:
 
     def translator(self) -> Translator:
         """The model being trained as a Translator (never an int8 copy of it)."""
-        return Translator(self.model, self.src, self.tgt, self.cfg.decode, self.device,
-                          quantize="none")
+        return Translator.from_model(self.model, self.src, self.tgt, self.cfg.decode,
+                                     self.device, quantize="none")
 
     def validate(self, final: bool = False) -> bool:
         """Score the model, keep the best, checkpoint, report to the callbacks; True when
