@@ -1,7 +1,8 @@
 """End to end in a real browser: headless Chromium (Debian's /usr/bin/chromium, driven by
 Playwright) opens the page of a running `transduce serve`, types a sentence, clicks Translate,
-and must see the translation, the n-best list and a drawn attention heatmap, with no request
-leaving the machine and no error in the console. A screenshot is saved (to $TRANSDUCE_SCREENSHOTS
+and must see the translation, the n-best list and a drawn attention heatmap; then a text of
+several lines with a glossary entry. No request may leave the machine and no error may reach
+the console. A screenshot is saved (to $TRANSDUCE_SCREENSHOTS
 if set, else the test's temporary directory)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from urllib.parse import urlparse
 import pytest
 from serving import start, stop  # tests/serving.py
 
+from transduce.demo import LEXICON
 from transduce.translator import Translator
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -21,6 +23,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 SENTENCE = "the big cat sees a red ball near the house"
+OTHER = "a small dog likes the old door"
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason=f"{CHROMIUM} not found (apt-get install chromium)")
@@ -102,6 +105,23 @@ def test_page_translates_and_draws_the_heatmap(server: str, demo_model_dir: Path
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
             print(f"screenshot: {shot}")
+
+            # a glossary forces 'cat' to the word for 'king'; two lines are one document
+            king = LEXICON["king"]
+            page.click("#glossary-box summary")
+            page.fill("#glossary", f"cat = {king}")
+            page.fill("#source", f"{SENTENCE}\n\n{OTHER}")
+            page.click("#translate")
+            page.wait_for_function(
+                "() => document.getElementById('translation').textContent.includes('\\n')",
+                timeout=30_000)
+            first, blank, second = page.text_content("#translation").split("\n")
+            assert king in first.split() and blank == "" and king not in second.split()
+            assert not page.is_visible("#heatmap")  # a document: text only
+            page.fill("#glossary", "cat")  # a malformed entry: said in the page
+            page.click("#translate")
+            assert "glossary line 1" in page.text_content("#status")
+            page.fill("#glossary", "")
 
             page.fill("#beam", "2")  # an error is shown in the page, not thrown
             page.fill("#nbest", "2")

@@ -41,8 +41,21 @@ async function translate(event) {
   const nbest = Math.min(beam, Math.max(1, parseInt($("nbest").value, 10) || 1));
   const headers = { "Content-Type": "application/json" };
   if (keyRequired && $("apikey").value) headers["Authorization"] = `Bearer ${$("apikey").value}`;
-  const body = { texts: [text], model: $("model").value, beam_size: beam, n_best: nbest,
-                 return_attention: true };
+  let glossary;
+  try {
+    glossary = readGlossary($("glossary").value);
+  } catch (err) {
+    setStatus(err.message, true);
+    return;
+  }
+  // Several lines: one document (split into sentences by the server, layout kept), shown
+  // without alternatives and attention; one line: one text, with both.
+  const documentMode = text.includes("\n");
+  const body = documentMode
+    ? { texts: [text], model: $("model").value, beam_size: beam, document: true }
+    : { texts: [text], model: $("model").value, beam_size: beam, n_best: nbest,
+        return_attention: true };
+  if (glossary.length) body.glossary = glossary;
   $("translate").disabled = true;
   setStatus("translating\u2026");
   const tick = performance.now();
@@ -63,6 +76,20 @@ async function translate(event) {
   }
 }
 
+// "source = target" (or a TAB between them) per line; blank lines are skipped.
+function readGlossary(value) {
+  const pairs = [];
+  value.split("\n").forEach((line, i) => {
+    if (!line.trim()) return;
+    const cut = line.includes("\t") ? line.indexOf("\t") : line.indexOf("=");
+    const source = cut < 0 ? "" : line.slice(0, cut).trim();
+    const target = cut < 0 ? "" : line.slice(cut + 1).trim();
+    if (!source || !target) throw new Error(`glossary line ${i + 1}: write "source term = target term"`);
+    pairs.push([source, target]);
+  });
+  return pairs;
+}
+
 const LOW_CONFIDENCE = 0.5;
 
 function show(t) {
@@ -74,7 +101,11 @@ function show(t) {
   $("translation").classList.toggle("low-confidence", low);
   $("confidence").textContent = t.confidence === null ? "" :
     `confidence ${(100 * t.confidence).toFixed(0)}%` +
-    (low ? " \u2014 low: check this translation" : "");
+    (low ? " \u2014 low: check this translation" : "") +
+    (t.missing_terms && t.missing_terms.length
+      ? ` \u2014 glossary terms not used: ${t.missing_terms.join(", ")}` : "");
+  $("details").hidden = t.alternatives === undefined;  // a document: text only
+  if ($("details").hidden) return;
   const list = $("alternatives");
   list.replaceChildren();
   for (const alt of t.alternatives) {
