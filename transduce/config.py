@@ -140,15 +140,32 @@ class ModelConfig(_Section):
     heads: int = 4
     ff_size: int = 1024
     pre_norm: bool = True
-    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
+    # sinusoidal: sin and cos interleaved (Vaswani et al.); sinusoidal_halves: all sines,
+    # then all cosines (MarianMT's layout); learned: trained position embeddings
+    positions: Literal["sinusoidal", "sinusoidal_halves", "learned"] = "sinusoidal"
+    activation: Literal["relu", "gelu", "swish"] = "relu"  # feed-forward; swish is SiLU
+    scale_embeddings: bool = True  # token embeddings times sqrt(hidden_size)
+    final_logits_bias: bool = False  # a fixed bias on the output logits (MarianMT's)
     attention_dropout: float = 0.1
     activation_dropout: float = 0.0
     max_positions: int = 1024
     attention_layer: int = -1  # decoder layer whose cross-attention is shown (-1: the last)
     attention_head: int | None = None  # head shown; null: the mean over heads
+    # a model directory (trained, or made by `transduce import`) to start training from:
+    # its weights, tokenizers and vocabularies, and its model settings, where this section
+    # does not set them (README: fine-tuning)
+    init: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
+        if self.arch != "transformer":
+            for key, default in (("activation", "relu"), ("scale_embeddings", True),
+                                 ("final_logits_bias", False)):
+                if getattr(self, key) != default:
+                    raise ValueError(f"model.{key} applies to arch: transformer only")
+            if self.positions == "sinusoidal_halves":
+                raise ValueError("model.positions: sinusoidal_halves applies to arch: "
+                                 "transformer only")
         if self.arch == "transformer" and self.hidden_size % self.heads:
             raise ValueError(f"model.hidden_size ({self.hidden_size}) must be divisible by "
                              f"model.heads ({self.heads})")

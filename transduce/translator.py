@@ -182,10 +182,10 @@ class Translator:
     @torch.no_grad()
     def _decode(self, src_ids: list[list[int]], o: SearchOptions) -> list[list[Hypothesis]]:
         v = self.src.vocab
-        batch = collate(src_ids, None, v.pad_id, v.bos_id, v.eos_id).to(self.device)
+        batch = collate(src_ids, None, v.pad_id, v.start_id, v.eos_id).to(self.device)
         limit = max_lengths(batch.src_mask, self.decode.max_len_ratio, self.decode.max_len_offset,
                             getattr(self.model, "max_positions", None))
-        bos, eos = self.tgt.vocab.bos_id, self.tgt.vocab.eos_id
+        bos, eos = self.tgt.vocab.start_id, self.tgt.vocab.eos_id
         args = (self.model, batch.src_ids, batch.src_mask, bos, eos, limit)
         if o.sampling:
             return [[h] for h in sample(*args, o.temperature, o.top_k, o.top_p, o.generator,
@@ -206,7 +206,8 @@ class Translator:
         if best.attention is not None:
             # One row per shown token (+ </s>): drop rows of <pad>/<s> that decoding skips.
             v = self.tgt.vocab
-            rows = [i for i, t in enumerate(best.ids) if t not in (v.pad_id, v.bos_id)]
+            skip = {v.pad_id, v.bos_id, v.start_id}
+            rows = [i for i, t in enumerate(best.ids) if t not in skip]
             att = best.attention[rows + [len(best.ids)], : len(src_tokens) + 1]
             attention = att.tolist()
             alignment = hard_alignment(att[:-1, : len(src_tokens)])
@@ -249,6 +250,7 @@ def load_model(model_dir: str | Path,
                                 f"(no config.yaml); train one with 'transduce train'")
     cfg: Config = load_config(model_dir / "config.yaml")
     src, tgt = load_codecs(model_dir)
-    model = build_model(cfg.model, len(src.vocab), len(tgt.vocab), src.vocab.pad_id)
+    model = build_model(cfg.model, len(src.vocab), len(tgt.vocab), src.vocab.pad_id,
+                        tgt.vocab.pad_id)
     load_weights(model, model_dir / weights)
     return cfg, model, src, tgt

@@ -73,7 +73,8 @@ def set_up(cfg: Config, resume: bool = False, log: Log = print,
     data = PreparedCorpus(_prepared(cfg, world, out if ckpt is not None else tokenizer_dir, log))
     src, tgt = load_codecs(data.path)
     valid_text, valid_data = _validation(cfg, src, tgt)
-    model = build_model(cfg.model, len(src.vocab), len(tgt.vocab), src.vocab.pad_id).to(device)
+    model = build_model(cfg.model, len(src.vocab), len(tgt.vocab), src.vocab.pad_id,
+                        tgt.vocab.pad_id).to(device)
     _load_pretrained(cfg, model, src, tgt, log)
     if ckpt is None and world.main:
         _fresh_model_dir(cfg, out, src, tgt)
