@@ -32,7 +32,7 @@ from transduce.config import Config, DecodeConfig, load_config
 from transduce.search import Hypothesis
 from transduce.search.common import length_penalty
 from transduce.text import Codec, load_codecs
-from transduce.text.vocab import BOS, EOS, UNK
+from transduce.text.vocab import EOS
 from transduce.training.checkpoint import MODEL_FILE
 from transduce.translator import SearchOptions, Translator, load_model
 
@@ -83,11 +83,13 @@ def model_spec(cfg: Config, model: Any, src: Codec, tgt: Codec) -> Any:
         raise ValueError(f"CTranslate2 export supports model.arch: transformer only; "
                          f"this model is arch: {m.arch}")
     heads = 1 if m.attention_head == 0 else m.heads
+    activation = {"relu": ct2.specs.Activation.RELU, "gelu": ct2.specs.Activation.GELU,
+                  "swish": ct2.specs.Activation.SWISH}[m.activation]
     spec = ct2.specs.TransformerSpec.from_config(
         (m.encoder_layers, m.decoder_layers), m.heads, pre_norm=m.pre_norm,
-        activation=ct2.specs.Activation.RELU, alignment_layer=m.attention_layer,
-        alignment_heads=heads)
+        activation=activation, alignment_layer=m.attention_layer, alignment_heads=heads)
     enc, dec = spec.encoder, spec.decoder
+    enc.scale_embeddings = dec.scale_embeddings = m.scale_embeddings
     enc.embeddings[0].weight = _array(model.src_embed.weight)
     dec.embeddings.weight = _array(model.tgt_embed.weight)
     _positions(enc.position_encodings, model.encoder.positions)
@@ -116,9 +118,14 @@ def model_spec(cfg: Config, model: Any, src: Codec, tgt: Codec) -> Any:
         _norm(enc.layer_norm, model.encoder.final_norm)
         _norm(dec.layer_norm, model.decoder.final_norm)
     dec.projection.weight = _array(model.output_weight)
+    if model.final_logits_bias is not None:
+        dec.projection.bias = _array(model.final_logits_bias)
     spec.config.layer_norm_epsilon = model.encoder.layers[0].res_attn.norm.eps
-    spec.config.unk_token, spec.config.bos_token, spec.config.eos_token = UNK, BOS, EOS
-    spec.config.decoder_start_token = BOS
+    v = tgt.vocab
+    spec.config.unk_token, spec.config.eos_token = v.itos[v.unk_id], v.itos[v.eos_id]
+    if v.bos_id is not None:
+        spec.config.bos_token = v.itos[v.bos_id]
+    spec.config.decoder_start_token = v.itos[v.start_id]
     spec.config.add_source_eos = True  # as transduce's batches: source tokens + </s>
     spec.register_source_vocabulary(list(src.vocab.itos))
     spec.register_target_vocabulary(list(tgt.vocab.itos))

@@ -10,6 +10,7 @@ query may look. Shape letters: B batch, S source, T target, D d_model, H heads, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import cast
 
@@ -40,7 +41,7 @@ class LayerSpec:
     activation: str = "relu"  # of the feed-forward block: relu, gelu or swish
 
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu,
     "gelu": F.gelu,  # x * Phi(x), the exact (erf) form
     "swish": F.silu,  # x * sigmoid(x) (SiLU), Marian's and Hugging Face's "swish"
