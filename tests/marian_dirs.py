@@ -47,7 +47,8 @@ def make_marian_dir(out: Path, src_lines: list[str], tgt_lines: list[str], *,
                     separate: bool = False, vocab_size: int = 250, d_model: int = 32,
                     layers: int = 2, heads: int = 4, ff: int = 64, activation: str = "swish",
                     scale_embedding: bool = True, tie: bool = True, seed: int = 0,
-                    init_std: float = 0.15, weights: str = "safetensors") -> Path:
+                    init_std: float = 0.15, eos_bias: float = 4.0,
+                    weights: str = "safetensors") -> Path:
     """A random MarianMT directory. Weights are drawn with a large `init_std` so that the
     model's choices are clear (no near ties), and the logits bias favours </s> a little
     and disfavours <pad> and <unk>, so that outputs end at various lengths."""
@@ -72,7 +73,7 @@ def make_marian_dir(out: Path, src_lines: list[str], tgt_lines: list[str], *,
     with torch.no_grad():
         bias = model.final_logits_bias
         bias.normal_(0.0, 0.5)
-        bias[0, 0] += 2.0  # </s>
+        bias[0, 0] += eos_bias  # </s>
         bias[0, 1] -= 10.0  # <unk>
         bias[0, pad] -= 10.0
     out.mkdir(parents=True, exist_ok=True)

@@ -368,14 +368,40 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         value = getattr(pre, name)
         if value is not None:
             setattr(pre, name, expand_env(value))
-    if cfg.model.share_embeddings and not cfg.tokenizer.shared:
+    if cfg.model.share_embeddings and not cfg.tokenizer.shared and cfg.model.init is None:
         raise ConfigError("model.share_embeddings needs tokenizer.shared: true")
+    if cfg.model.init is not None:
+        cfg.model.init = expand_env(cfg.model.init)
     tok = cfg.tokenizer
     if tok.shared and tok.tgt_kind not in (None, tok.kind):
         raise ConfigError(f"tokenizer.tgt_kind ({tok.tgt_kind}) differs from tokenizer.kind "
                           f"({tok.kind}): that needs tokenizer.shared: false")
     _check_metrics(cfg)
     return cfg
+
+
+# model settings a run that starts from model.init may change: they leave the weights' shapes
+# and meaning alone
+_FREE_WITH_INIT = {"init", "dropout", "attention_dropout", "activation_dropout",
+                   "attention_layer", "attention_head", "pretrained_embeddings"}
+
+
+def with_init_model(cfg: Config, init: ModelConfig, where: str) -> Config:
+    """`cfg` with the model settings of the model it starts from (`init`, read from
+    `where`), except regularisation and display settings that `cfg` sets itself; a
+    ConfigError names any other setting that `cfg` sets to something else."""
+    own = cfg.model
+    for key in sorted(own.model_fields_set - _FREE_WITH_INIT):
+        if getattr(own, key) != getattr(init, key):
+            raise ConfigError(f"config key 'model.{key}' is {getattr(own, key)!r} but the "
+                              f"model.init model ({where}) has {getattr(init, key)!r}: "
+                              "fine-tuning keeps the architecture (leave the key out)")
+    data = init.model_dump()
+    data.update({k: getattr(own, k) for k in own.model_fields_set & _FREE_WITH_INIT})
+    data["init"] = own.init
+    merged = cfg.model_copy(deep=True)
+    merged.model = ModelConfig.model_validate(data)
+    return merged
 
 
 def _check_metrics(cfg: Config) -> None:

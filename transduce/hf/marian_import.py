@@ -51,6 +51,9 @@ def import_marian(src_dir: str | Path, out_dir: str | Path, force: bool = False)
                                 "with config.json, source.spm, target.spm, vocab.json)")
     if out_dir.exists() and not force:
         raise FileExistsError(f"{out_dir} already exists; pass --force to overwrite it")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "config.yaml").is_file():
+        raise FileExistsError(f"{out_dir} is not empty and not a model directory; not "
+                              "overwriting it, even with --force")
     hf = read_json(src_dir / "config.json")
     tok_cfg = read_json(src_dir / "tokenizer_config.json") \
         if (src_dir / "tokenizer_config.json").is_file() else {}

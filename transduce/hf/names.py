@@ -56,10 +56,11 @@ def layer_names(encoder_layers: int, decoder_layers: int) -> list[tuple[str, tup
 def hidden_dims(name: str) -> tuple[int, ...]:
     """The dimensions of MarianMT tensor `name` that run over the model's width D (its
     hidden features), to permute when the hidden features are reordered."""
-    last = name.rsplit(".", 2)
-    module, kind = last[-2], last[-1]
     if name in (SHARED, SRC_EMBED, TGT_EMBED, LM_HEAD):
         return (1,)
+    if name.count(".") < 1:
+        return ()  # final_logits_bias runs over the vocabulary
+    module, kind = name.rsplit(".", 2)[-2:]
     if module in ("q_proj", "k_proj", "v_proj", "fc1"):
         return (1,) if kind == "weight" else ()
     if module in ("out_proj", "fc2") or module.endswith("layer_norm"):
