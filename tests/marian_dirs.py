@@ -44,17 +44,20 @@ def marian_vocab(*model_protos: bytes) -> dict[str, int]:
 
 
 def make_marian_dir(out: Path, src_lines: list[str], tgt_lines: list[str], *,
-                    separate: bool = False, vocab_size: int = 250, d_model: int = 32,
+                    separate: bool = False, vocab_size: int = 250,
+                    tgt_vocab_size: int | None = None, d_model: int = 32,
                     layers: int = 2, heads: int = 4, ff: int = 64, activation: str = "swish",
                     scale_embedding: bool = True, tie: bool = True, seed: int = 0,
                     init_std: float = 0.15, eos_bias: float = 4.0,
                     weights: str = "safetensors") -> Path:
     """A random MarianMT directory. Weights are drawn with a large `init_std` so that the
     model's choices are clear (no near ties), and the logits bias favours </s> a little
-    and disfavours <pad> and <unk>, so that outputs end at various lengths."""
+    and disfavours <pad> and <unk>, so that outputs end at various lengths.
+    `tgt_vocab_size`: the target SentencePiece model's size (default `vocab_size`)."""
     from transformers import MarianConfig, MarianMTModel
 
-    src_proto, tgt_proto = train_spm(src_lines, vocab_size), train_spm(tgt_lines, vocab_size)
+    src_proto = train_spm(src_lines, vocab_size)
+    tgt_proto = train_spm(tgt_lines, tgt_vocab_size or vocab_size)
     if separate:
         vocab, tgt_vocab = marian_vocab(src_proto), marian_vocab(tgt_proto)
     else:  # OPUS-MT: one vocabulary over both SentencePiece models

@@ -23,10 +23,11 @@ transformers = pytest.importorskip("transformers")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
 
-@pytest.fixture(scope="module")
-def imported(data_dir: Path, tmp_path_factory) -> tuple[Path, Path, Path]:
-    """(MarianMT directory, its import, a folder of Multi30k text files)."""
-    root = tmp_path_factory.mktemp("marian-ft")
+@pytest.fixture(scope="module", params=["shared", "separate"])
+def imported(request, data_dir: Path, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """(MarianMT directory, its import, a folder of Multi30k text files), with one
+    vocabulary, or one per side (then <pad> has another id on each side)."""
+    root = tmp_path_factory.mktemp(f"marian-ft-{request.param}")
     m = data_dir / "multi30k"
     text = root / "text"
     text.mkdir()
@@ -35,7 +36,8 @@ def imported(data_dir: Path, tmp_path_factory) -> tuple[Path, Path, Path]:
             lines = read_lines(m / f"{source}.{lang}.gz", n)
             (text / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
     en, de = read_lines(m / "train.en.gz", 400), read_lines(m / "train.de.gz", 400)
-    hf_dir = make_marian_dir(root / "hf", en, de, d_model=32, init_std=0.05)
+    hf_dir = make_marian_dir(root / "hf", en, de, d_model=32, init_std=0.05,
+                             separate=request.param == "separate", tgt_vocab_size=200)
     return hf_dir, import_marian(hf_dir, root / "transduce"), text
 
 
@@ -61,7 +63,10 @@ def hf_valid_loss(hf_dir: Path, text: Path) -> float:
     src = (text / "valid.en").read_text(encoding="utf-8").splitlines()
     tgt = (text / "valid.de").read_text(encoding="utf-8").splitlines()
     batch = tokenizer(src, text_target=tgt, return_tensors="pt", padding=True)
-    batch["labels"][batch["labels"] == tokenizer.pad_token_id] = -100
+    # MarianTokenizer pads labels with the source vocabulary's <pad> id
+    target_vocab = tokenizer.target_encoder if tokenizer.separate_vocabs else tokenizer.encoder
+    labels = batch["labels"]
+    labels[(labels == target_vocab["<pad>"]) | (labels == tokenizer.pad_token_id)] = -100
     with torch.no_grad():
         return float(model(**batch).loss)
 
@@ -74,8 +79,10 @@ def test_finetuning_starts_from_the_imported_weights(imported, tmp_path: Path) -
     imported_cfg = load_config(model_dir / "config.yaml").model
     assert trainer.cfg.model.activation == imported_cfg.activation  # the model's settings
     assert trainer.cfg.model.dropout == 0.0  # ... except what the run sets itself
-    for name in ("tokenizer.json", "shared.vocab.json", "src.spm.model", "tgt.spm.model"):
+    for name in ("tokenizer.json", "src.spm.model", "tgt.spm.model"):
         assert (tmp_path / "ft" / name).read_bytes() == (model_dir / name).read_bytes()
+    src, tgt = trainer.src.vocab, trainer.tgt.vocab
+    assert (src.pad_id != tgt.pad_id) == ("separate" in str(model_dir))
 
 
 def test_finetune_resume_translate_and_a_changed_architecture(imported, tmp_path: Path) -> None:
@@ -143,3 +150,16 @@ def test_ctranslate2_export_of_an_imported_model_equals_transformers(data_dir: P
         assert ours.text == tokenizer.decode(theirs[0], skip_special_tokens=True)
         texts.append(ours.text)
     assert len(set(texts)) > 1 and all(texts), texts
+
+
+def test_export_needs_one_pad_id(imported, tmp_path: Path) -> None:
+    """MarianMT has one pad_token_id, which is also the encoder embedding's padding_idx:
+    a model whose two vocabularies put <pad> at different ids cannot be exported."""
+    from transduce.hf.marian_export import export_marian
+
+    _, model_dir, _ = imported
+    if "separate" not in str(model_dir):
+        assert (export_marian(model_dir, tmp_path / "hf") / "config.json").is_file()
+        return
+    with pytest.raises(ValueError, match="the source and target <pad> ids differ"):
+        export_marian(model_dir, tmp_path / "hf")
