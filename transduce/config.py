@@ -381,9 +381,9 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 
 # model settings a run that starts from model.init may change: they leave the weights' shapes
-# and meaning alone
+# and meaning alone (pretrained_embeddings would be overwritten by the model's weights)
 _FREE_WITH_INIT = {"init", "dropout", "attention_dropout", "activation_dropout",
-                   "attention_layer", "attention_head", "pretrained_embeddings"}
+                   "attention_layer", "attention_head"}
 
 
 def with_init_model(cfg: Config, init: ModelConfig, where: str) -> Config:
