@@ -103,10 +103,8 @@ def _field(hf: dict[str, Any], key: str, kind: type | tuple[type, ...], path: Pa
     return value
 
 
-def transduce_config(hf: dict[str, Any], tok_cfg: dict[str, Any], src_dir: Path) -> Config:
-    """The transduce config of a MarianMT config.json (its model section says what
-    MarianMTModel computes: post-norm, positions in halves, a logits bias)."""
-    path = src_dir / "config.json"
+def check_supported(hf: dict[str, Any], tok_cfg: dict[str, Any], path: Path) -> None:
+    """ValueError naming the first field of config.json that transduce cannot follow."""
     if hf.get("model_type") != "marian":
         raise ValueError(f"{path}: field 'model_type' is {hf.get('model_type')!r}; only "
                          "'marian' (MarianMTModel) can be imported")
@@ -122,11 +120,18 @@ def transduce_config(hf: dict[str, Any], tok_cfg: dict[str, Any], src_dir: Path)
         if hf.get(f"encoder_{theirs}") != hf.get(f"decoder_{theirs}"):
             raise ValueError(f"{path}: fields 'encoder_{theirs}' and 'decoder_{theirs}' differ; "
                              f"transduce has one model.{ours} for both")
-    d_model = _field(hf, "d_model", int, path)
     share = _field(hf, "share_encoder_decoder_embeddings", bool, path, True)
     if share and tok_cfg.get("separate_vocabs"):
         raise ValueError(f"{path}: share_encoder_decoder_embeddings with separate_vocabs in "
                          "tokenizer_config.json is unsupported (one embedding, two vocabularies)")
+
+
+def transduce_config(hf: dict[str, Any], tok_cfg: dict[str, Any], src_dir: Path) -> Config:
+    """The transduce config of a MarianMT config.json (its model section says what
+    MarianMTModel computes: post-norm, positions in halves, a logits bias)."""
+    path = src_dir / "config.json"
+    check_supported(hf, tok_cfg, path)
+    d_model = _field(hf, "d_model", int, path)
     model = {
         "arch": "transformer", "emb_dim": d_model, "hidden_size": d_model,
         "heads": _field(hf, "encoder_attention_heads", int, path),
@@ -137,11 +142,11 @@ def transduce_config(hf: dict[str, Any], tok_cfg: dict[str, Any], src_dir: Path)
         "attention_dropout": float(_field(hf, "attention_dropout", (int, float), path, 0.0)),
         "activation_dropout": float(_field(hf, "activation_dropout", (int, float), path, 0.0)),
         "pre_norm": False, "positions": "sinusoidal_halves",
-        "activation": ACTIVATIONS[activation],
+        "activation": ACTIVATIONS[_field(hf, "activation_function", str, path, "gelu")],
         "scale_embeddings": _field(hf, "scale_embedding", bool, path, False),
         "final_logits_bias": True,
         "max_positions": _field(hf, "max_position_embeddings", int, path, 1024),
-        "share_embeddings": share,
+        "share_embeddings": _field(hf, "share_encoder_decoder_embeddings", bool, path, True),
         "tie_embeddings": _field(hf, "tie_word_embeddings", bool, path, True),
     }
     beam = hf.get("num_beams")
