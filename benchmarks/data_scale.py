@@ -673,7 +673,7 @@ def measure_loader(cache_dir: Path, batch_tokens: int, seconds: float = 30.0,
                            batch_tokens, rng, window)
     plan_s = time.perf_counter() - tick
     tokens, n, tick = 0, 0, time.perf_counter()
-    with Prefetcher(lambda rows: data.collate(rows, vocab.pad_id, vocab.bos_id, vocab.eos_id),
+    with Prefetcher(lambda rows: data.collate(rows, vocab.pad_id, vocab.start_id, vocab.eos_id),
                     batches) as loader:
         for batch in loader:
             tokens += batch.n_tgt_tokens

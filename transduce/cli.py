@@ -355,6 +355,8 @@ def cmd_average(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "hf":
+        return _export_hf(args)
     from transduce.ct2 import export
 
     try:
@@ -363,6 +365,32 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     print(f"wrote a CTranslate2 model ({args.quantize or 'none'}) to {out}; translate with "
           f"'transduce translate {out}'")
+    return 0
+
+
+def _export_hf(args: argparse.Namespace) -> int:
+    from transduce.hf.marian_export import export_marian
+
+    if args.quantize:
+        raise UsageError("--quantize applies to --format ct2 only")
+    try:
+        out = export_marian(args.model_dir, args.out_dir, args.force)
+    except FileExistsError as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote a Hugging Face MarianMT model to {out}; load it with "
+          f"MarianMTModel.from_pretrained('{out}') and MarianTokenizer.from_pretrained('{out}')")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from transduce.hf.marian_import import import_marian
+
+    try:
+        out = import_marian(args.hf_dir, args.out_dir, args.force)
+    except FileExistsError as e:
+        raise UsageError(str(e)) from None
+    print(f"wrote a transduce model directory to {out}; e.g. 'transduce translate {out}', "
+          f"or fine-tune it with model.init: {out}")
     return 0
 
 
@@ -487,13 +515,25 @@ def _model_tool_parsers(sub: argparse._SubParsersAction) -> None:
     s.add_argument("-o", "--output", help="weights file (default: MODEL_DIR/model.safetensors)")
     s.set_defaults(func=cmd_average)
 
-    s = sub.add_parser("export", help="export a Transformer to CTranslate2 (an inference engine)")
+    s = sub.add_parser("export", help="export a Transformer to CTranslate2 (an inference "
+                       "engine) or to the Hugging Face MarianMT format")
     s.add_argument("model_dir")
-    s.add_argument("out_dir", help="new directory; every model command accepts it as a model")
+    s.add_argument("out_dir", help="new directory; with ct2, every model command accepts it "
+                   "as a model")
+    s.add_argument("--format", choices=["ct2", "hf"], default="ct2",
+                   help="ct2: CTranslate2 (default); hf: a MarianMT directory for transformers")
     s.add_argument("--quantize", choices=["none", "int8"], default=None,
-                   help="int8: store and decode int8 weights (default: none, float32)")
+                   help="ct2: int8 stores and decodes int8 weights (default: none, float32)")
     s.add_argument("--force", action="store_true", help="overwrite out_dir")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("import", help="a local Hugging Face MarianMT (OPUS-MT) directory as a "
+                       "transduce model directory (no download)")
+    s.add_argument("hf_dir", help="directory with config.json, source.spm, target.spm, "
+                   "vocab.json and model.safetensors or pytorch_model.bin")
+    s.add_argument("out_dir", help="the transduce model directory to write")
+    s.add_argument("--force", action="store_true", help="overwrite out_dir")
+    s.set_defaults(func=cmd_import)
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:

@@ -140,15 +140,32 @@ class ModelConfig(_Section):
     heads: int = 4
     ff_size: int = 1024
     pre_norm: bool = True
-    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
+    # sinusoidal: sin and cos interleaved (Vaswani et al.); sinusoidal_halves: all sines,
+    # then all cosines (MarianMT's layout); learned: trained position embeddings
+    positions: Literal["sinusoidal", "sinusoidal_halves", "learned"] = "sinusoidal"
+    activation: Literal["relu", "gelu", "swish"] = "relu"  # feed-forward; swish is SiLU
+    scale_embeddings: bool = True  # token embeddings times sqrt(hidden_size)
+    final_logits_bias: bool = False  # a fixed bias on the output logits (MarianMT's)
     attention_dropout: float = 0.1
     activation_dropout: float = 0.0
     max_positions: int = 1024
     attention_layer: int = -1  # decoder layer whose cross-attention is shown (-1: the last)
     attention_head: int | None = None  # head shown; null: the mean over heads
+    # a model directory (trained, or made by `transduce import`) to start training from:
+    # its weights, tokenizers and vocabularies, and its model settings, where this section
+    # does not set them (README: fine-tuning)
+    init: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
+        if self.arch != "transformer":
+            for key, default in (("activation", "relu"), ("scale_embeddings", True),
+                                 ("final_logits_bias", False)):
+                if getattr(self, key) != default:
+                    raise ValueError(f"model.{key} applies to arch: transformer only")
+            if self.positions == "sinusoidal_halves":
+                raise ValueError("model.positions: sinusoidal_halves applies to arch: "
+                                 "transformer only")
         if self.arch == "transformer" and self.hidden_size % self.heads:
             raise ValueError(f"model.hidden_size ({self.hidden_size}) must be divisible by "
                              f"model.heads ({self.heads})")
@@ -351,14 +368,40 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         value = getattr(pre, name)
         if value is not None:
             setattr(pre, name, expand_env(value))
-    if cfg.model.share_embeddings and not cfg.tokenizer.shared:
+    if cfg.model.share_embeddings and not cfg.tokenizer.shared and cfg.model.init is None:
         raise ConfigError("model.share_embeddings needs tokenizer.shared: true")
+    if cfg.model.init is not None:
+        cfg.model.init = expand_env(cfg.model.init)
     tok = cfg.tokenizer
     if tok.shared and tok.tgt_kind not in (None, tok.kind):
         raise ConfigError(f"tokenizer.tgt_kind ({tok.tgt_kind}) differs from tokenizer.kind "
                           f"({tok.kind}): that needs tokenizer.shared: false")
     _check_metrics(cfg)
     return cfg
+
+
+# model settings a run that starts from model.init may change: they leave the weights' shapes
+# and meaning alone (pretrained_embeddings would be overwritten by the model's weights)
+_FREE_WITH_INIT = {"init", "dropout", "attention_dropout", "activation_dropout",
+                   "attention_layer", "attention_head"}
+
+
+def with_init_model(cfg: Config, init: ModelConfig, where: str) -> Config:
+    """`cfg` with the model settings of the model it starts from (`init`, read from
+    `where`), except regularisation and display settings that `cfg` sets itself; a
+    ConfigError names any other setting that `cfg` sets to something else."""
+    own = cfg.model
+    for key in sorted(own.model_fields_set - _FREE_WITH_INIT):
+        if getattr(own, key) != getattr(init, key):
+            raise ConfigError(f"config key 'model.{key}' is {getattr(own, key)!r} but the "
+                              f"model.init model ({where}) has {getattr(init, key)!r}: "
+                              "fine-tuning keeps the architecture (leave the key out)")
+    data = init.model_dump()
+    data.update({k: getattr(own, k) for k in own.model_fields_set & _FREE_WITH_INIT})
+    data["init"] = own.init
+    merged = cfg.model_copy(deep=True)
+    merged.model = ModelConfig.model_validate(data)
+    return merged
 
 
 def _check_metrics(cfg: Config) -> None:

@@ -34,7 +34,7 @@ from transduce.search import Constraints, Hypothesis
 from transduce.search.common import length_penalty
 from transduce.search.options import SearchOptions
 from transduce.text import Codec, Vocab, load_codecs
-from transduce.text.vocab import BOS, EOS, UNK
+from transduce.text.vocab import EOS
 from transduce.training.checkpoint import MODEL_FILE
 
 ENGINE_FILE = "model.bin"  # CTranslate2's weights: marks an export directory
@@ -84,11 +84,13 @@ def model_spec(cfg: Config, model: Any, src: Codec, tgt: Codec) -> Any:
         raise ValueError(f"CTranslate2 export supports model.arch: transformer only; "
                          f"this model is arch: {m.arch}")
     heads = 1 if m.attention_head == 0 else m.heads
+    activation = {"relu": ct2.specs.Activation.RELU, "gelu": ct2.specs.Activation.GELU,
+                  "swish": ct2.specs.Activation.SWISH}[m.activation]
     spec = ct2.specs.TransformerSpec.from_config(
         (m.encoder_layers, m.decoder_layers), m.heads, pre_norm=m.pre_norm,
-        activation=ct2.specs.Activation.RELU, alignment_layer=m.attention_layer,
-        alignment_heads=heads)
+        activation=activation, alignment_layer=m.attention_layer, alignment_heads=heads)
     enc, dec = spec.encoder, spec.decoder
+    enc.scale_embeddings = dec.scale_embeddings = m.scale_embeddings
     enc.embeddings[0].weight = _array(model.src_embed.weight)
     dec.embeddings.weight = _array(model.tgt_embed.weight)
     _positions(enc.position_encodings, model.encoder.positions)
@@ -117,9 +119,14 @@ def model_spec(cfg: Config, model: Any, src: Codec, tgt: Codec) -> Any:
         _norm(enc.layer_norm, model.encoder.final_norm)
         _norm(dec.layer_norm, model.decoder.final_norm)
     dec.projection.weight = _array(model.output_weight)
+    if model.final_logits_bias is not None:
+        dec.projection.bias = _array(model.final_logits_bias)
     spec.config.layer_norm_epsilon = model.encoder.layers[0].res_attn.norm.eps
-    spec.config.unk_token, spec.config.bos_token, spec.config.eos_token = UNK, BOS, EOS
-    spec.config.decoder_start_token = BOS
+    v = tgt.vocab
+    spec.config.unk_token, spec.config.eos_token = v.itos[v.unk_id], v.itos[v.eos_id]
+    if v.bos_id is not None:
+        spec.config.bos_token = v.itos[v.bos_id]
+    spec.config.decoder_start_token = v.itos[v.start_id]
     spec.config.add_source_eos = True  # as transduce's batches: source tokens + </s>
     spec.register_source_vocabulary(list(src.vocab.itos))
     spec.register_target_vocabulary(list(tgt.vocab.itos))
@@ -262,10 +269,11 @@ class CTranslate2Engine:
         return [[itos[i] for i in ids] for ids in src_ids]
 
     def _limit(self, src_ids: list[list[int]]) -> int:
-        """transduce's length limit (its length counts the </s>), for the batch's longest."""
+        """transduce's length limit for the batch's longest sentence, as CTranslate2's
+        max_decoding_length: transduce's limit counts the </s>, CTranslate2's does not."""
         longest = max(len(ids) for ids in src_ids) + 1
         limit = int(longest * self.decode.max_len_ratio) + self.decode.max_len_offset
-        return limit if self.max_positions is None else min(limit, self.max_positions - 1)
+        return (limit if self.max_positions is None else min(limit, self.max_positions)) - 1
 
     def _hypotheses(self, results: list[Any], beam: int, alpha: float, nbest: int,
                     return_attention: bool) -> list[list[Hypothesis]]:

@@ -80,9 +80,9 @@ class TorchEngine:
         """One padded batch. Sentences with constraints take beam search with at least one
         beam per bank (constraint tokens + 1, up to 10)."""
         v, d = self.src_vocab, self.decode
-        batch = collate(src_ids, None, v.pad_id, v.bos_id, v.eos_id).to(self.device)
+        batch = collate(src_ids, None, v.pad_id, v.start_id, v.eos_id).to(self.device)
         limit = max_lengths(batch.src_mask, d.max_len_ratio, d.max_len_offset, self.max_positions)
-        bos, eos = self.tgt_vocab.bos_id, self.tgt_vocab.eos_id
+        bos, eos = self.tgt_vocab.start_id, self.tgt_vocab.eos_id
         args = (self.model, batch.src_ids, batch.src_mask, bos, eos, limit)
         if o.sampling:
             return [[h] for h in sample(*args, o.temperature, o.top_k, o.top_p, o.generator,

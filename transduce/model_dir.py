@@ -19,6 +19,7 @@ def load_model(model_dir: str | Path,
                                 f"(no config.yaml); train one with 'transduce train'")
     cfg: Config = load_config(model_dir / "config.yaml")
     src, tgt = load_codecs(model_dir)
-    model = build_model(cfg.model, len(src.vocab), len(tgt.vocab), src.vocab.pad_id)
+    model = build_model(cfg.model, len(src.vocab), len(tgt.vocab), src.vocab.pad_id,
+                        tgt.vocab.pad_id)
     load_weights(model, model_dir / weights)
     return cfg, model, src, tgt

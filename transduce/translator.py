@@ -222,7 +222,8 @@ class Translator:
         if best.attention is not None:
             # One row per shown token (+ </s>): drop rows of <pad>/<s> that decoding skips.
             v = self.tgt.vocab
-            rows = [i for i, t in enumerate(best.ids) if t not in (v.pad_id, v.bos_id)]
+            skip = {v.pad_id, v.bos_id, v.start_id}
+            rows = [i for i, t in enumerate(best.ids) if t not in skip]
             att = best.attention[rows + [len(best.ids)], : len(src_tokens) + 1]
             attention = att.tolist()
             alignment = hard_alignment(att[:-1, : len(src_tokens)])

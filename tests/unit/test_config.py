@@ -119,3 +119,32 @@ def test_save_and_load_round_trip(tmp_path: Path):
     again = load_config(tmp_path / "config.yaml")
     assert again == cfg
     assert isinstance(again, Config)
+
+
+def test_model_init_takes_the_models_settings_but_own_regularisation():
+    from transduce.config import ModelConfig, with_init_model
+
+    init = ModelConfig(arch="transformer", hidden_size=64, emb_dim=64, heads=4, pre_norm=False,
+                       activation="swish", dropout=0.1)
+    cfg = load_config({"model": {"init": "runs/opus", "dropout": 0.3}})
+    merged = with_init_model(cfg, init, "runs/opus").model
+    assert (merged.arch, merged.hidden_size, merged.activation, merged.pre_norm) == (
+        "transformer", 64, "swish", False)
+    assert (merged.dropout, merged.init) == (0.3, "runs/opus")
+    for key, value in (("hidden_size", 128), ("pretrained_embeddings", {"src": "v.txt"})):
+        other = load_config({"model": {"init": "runs/opus", key: value}})
+        with pytest.raises(ConfigError, match=f"'model.{key}' is .* but the model.init model "
+                                              r"\(runs/opus\) has"):
+            with_init_model(other, init, "runs/opus")
+
+
+def test_transformer_variant_keys_are_checked():
+    with pytest.raises(ConfigError, match="'model.activation'.*'relu', 'gelu' or 'swish'"):
+        load_config({"model": {"arch": "transformer", "activation": "tanh"}})
+    with pytest.raises(ConfigError, match="model.activation applies to arch: transformer"):
+        load_config({"model": {"arch": "rnn", "activation": "gelu"}})
+    with pytest.raises(ConfigError, match="sinusoidal_halves applies to arch: transformer"):
+        load_config({"model": {"positions": "sinusoidal_halves"}})
+    default = load_config({}).model
+    assert (default.activation, default.scale_embeddings, default.final_logits_bias,
+            default.positions) == ("relu", True, False, "sinusoidal")

@@ -16,7 +16,7 @@ class Batch:
 
     src_ids: torch.Tensor  # (B, S)
     src_mask: torch.Tensor  # (B, S) bool
-    tgt_in: torch.Tensor | None  # (B, T): <s> y1 .. y_{n}
+    tgt_in: torch.Tensor | None  # (B, T): <s> y1 .. y_{n} (<s>: the decoder's start id)
     tgt_out: torch.Tensor | None  # (B, T): y1 .. y_{n} </s>
     n_tgt_tokens: int
 
@@ -42,14 +42,19 @@ def pad(seqs: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
 
 
 def collate(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]] | None, pad_id: int,
-            bos_id: int, eos_id: int) -> Batch:
-    """Pad source ids (with </s> appended) and build decoder input/output from target ids."""
-    src_ids = pad([list(s) + [eos_id] for s in src], pad_id)
+            bos_id: int, eos_id: int, src_pad_id: int | None = None,
+            src_eos_id: int | None = None) -> Batch:
+    """Pad source ids (with </s> appended) and build decoder input/output from target ids.
+    `pad_id`, `bos_id` (the decoder's start id) and `eos_id` are the target vocabulary's;
+    the source side uses `src_pad_id` and `src_eos_id` where its vocabulary differs."""
+    s_pad = pad_id if src_pad_id is None else src_pad_id
+    s_eos = eos_id if src_eos_id is None else src_eos_id
+    src_ids = pad([list(s) + [s_eos] for s in src], s_pad)
     if tgt is None:
-        return Batch(src_ids, src_ids != pad_id, None, None, 0)
+        return Batch(src_ids, src_ids != s_pad, None, None, 0)
     tgt_in = pad([[bos_id] + list(t) for t in tgt], pad_id)
     tgt_out = pad([list(t) + [eos_id] for t in tgt], pad_id)
-    return Batch(src_ids, src_ids != pad_id, tgt_in, tgt_out, int((tgt_out != pad_id).sum()))
+    return Batch(src_ids, src_ids != s_pad, tgt_in, tgt_out, int((tgt_out != pad_id).sum()))
 
 
 def make_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], batch_tokens: int,

@@ -86,14 +86,17 @@ class PreparedCorpus:
         tgt = [self.tgt_ids[o:o + n] for o, n in zip(idx["tgt_off"], idx["tgt_len"])]
         return src, tgt
 
-    def collate(self, rows: np.ndarray, pad_id: int, bos_id: int, eos_id: int) -> Batch:
+    def collate(self, rows: np.ndarray, pad_id: int, bos_id: int, eos_id: int,
+                src_pad_id: int | None = None, src_eos_id: int | None = None) -> Batch:
         """The batch of `rows`, as `batching.collate` pads it, built with array gathers."""
         idx = self.index[np.asarray(rows)]
-        src = _padded(self.src_ids, idx["src_off"], idx["src_len"], pad_id, None, eos_id)
+        s_pad = pad_id if src_pad_id is None else src_pad_id
+        s_eos = eos_id if src_eos_id is None else src_eos_id
+        src = _padded(self.src_ids, idx["src_off"], idx["src_len"], s_pad, None, s_eos)
         tgt_in = _padded(self.tgt_ids, idx["tgt_off"], idx["tgt_len"], pad_id, bos_id, None)
         tgt_out = _padded(self.tgt_ids, idx["tgt_off"], idx["tgt_len"], pad_id, None, eos_id)
         src_t = torch.from_numpy(src)
-        return Batch(src_t, src_t != pad_id, torch.from_numpy(tgt_in), torch.from_numpy(tgt_out),
+        return Batch(src_t, src_t != s_pad, torch.from_numpy(tgt_in), torch.from_numpy(tgt_out),
                      int(idx["tgt_len"].sum()) + len(idx))
 
 

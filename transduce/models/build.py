@@ -13,15 +13,18 @@ from transduce.models.rnn import RNNDecoder, RNNEncoder
 from transduce.models.seq2seq import Seq2Seq
 
 
-def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: int = 0) -> Seq2Seq:
-    """A freshly initialised model for vocabularies of the given sizes."""
+def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: int = 0,
+                tgt_pad_id: int | None = None) -> Seq2Seq:
+    """A freshly initialised model for vocabularies of the given sizes; `pad_id` is the
+    source vocabulary's <pad>, `tgt_pad_id` the target's (default: the same)."""
+    tgt_pad = pad_id if tgt_pad_id is None else tgt_pad_id
     if cfg.arch == "transformer":
         from transduce.models.transformer import build_transformer
 
-        return build_transformer(cfg, src_vocab, tgt_vocab, pad_id)
+        return build_transformer(cfg, src_vocab, tgt_vocab, pad_id, tgt_pad)
     src_embed = nn.Embedding(src_vocab, cfg.emb_dim, padding_idx=pad_id)
     tgt_embed = src_embed if cfg.share_embeddings else nn.Embedding(tgt_vocab, cfg.emb_dim,
-                                                                    padding_idx=pad_id)
+                                                                    padding_idx=tgt_pad)
     encoder: nn.Module
     if cfg.encoder == "cnn":
         encoder = CNNEncoder(cfg.emb_dim, cfg.hidden_size, cfg.encoder_layers,
@@ -33,11 +36,11 @@ def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: int = 
                          encoder.out_dim, cfg.attention, cfg.input_feeding, cfg.dropout)
     model = Seq2Seq(src_embed, tgt_embed, encoder, decoder,
                     make_generator(decoder.out_dim, tgt_embed, cfg.tie_embeddings))
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         nn.init.uniform_(p, -0.1, 0.1)
-        if "embed" in name:
-            with torch.no_grad():
-                p[pad_id].zero_()
+    with torch.no_grad():
+        model.src_embed.weight[pad_id].zero_()
+        model.tgt_embed.weight[tgt_pad].zero_()
     return model
 
 

@@ -53,11 +53,22 @@ class Seq2Seq(nn.Module):
 
     decoder: Any  # a module with forward, start(enc) and step(...): rnn.py, transformer.py
 
+    final_logits_bias: torch.Tensor | None  # (V,) a fixed buffer, or None
+
     def __init__(self, src_embed: nn.Embedding, tgt_embed: nn.Embedding, encoder: nn.Module,
-                 decoder: nn.Module, generator: nn.Module):
+                 decoder: nn.Module, generator: nn.Module, logits_bias: bool = False):
+        """`logits_bias`: a fixed (not trained) bias added to the output logits, saved with
+        the weights (Hugging Face MarianMT's `final_logits_bias`), zero until loaded."""
         super().__init__()
         self.src_embed, self.tgt_embed = src_embed, tgt_embed
         self.encoder, self.decoder, self.generator = encoder, decoder, generator
+        vocab = tgt_embed.weight.size(0)
+        self.register_buffer("final_logits_bias", torch.zeros(vocab) if logits_bias else None)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Decoder states (..., H) -> output logits (..., V)."""
+        out = self.generator(hidden)
+        return out if self.final_logits_bias is None else out + self.final_logits_bias
 
     def encode(self, src_ids: torch.Tensor, src_mask: torch.Tensor) -> EncoderOutput:
         return self.encoder(self.src_embed(src_ids), src_mask)
@@ -66,11 +77,12 @@ class Seq2Seq(nn.Module):
                 tgt_in: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: (B, S), (B, S), (B, T) -> logits (B, T, V)."""
         hidden, _ = self.decoder(self.tgt_embed(tgt_in), self.encode(src_ids, src_mask))
-        return self.generator(hidden)
+        return self.logits(hidden)
 
     def features(self, src_ids: torch.Tensor, src_mask: torch.Tensor,
                  tgt_in: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing up to the output layer: logits = features @ output_weight.T.
+        """Teacher forcing up to the output layer: logits = features @ output_weight.T
+        (+ final_logits_bias where the model has one).
 
         Training uses this with a loss that fuses the output layer (training/loss.py).
         """
@@ -97,7 +109,7 @@ class Seq2Seq(nn.Module):
         (decoders may skip computing it when `attention` is False)."""
         hidden, state, attn = self.decoder.step(self.tgt_embed(prev_ids), state, enc,
                                                 attention)
-        return torch.log_softmax(self.generator(hidden).float(), dim=-1), state, attn
+        return torch.log_softmax(self.logits(hidden).float(), dim=-1), state, attn
 
     def attention(self, src_ids: torch.Tensor, src_mask: torch.Tensor,
                   tgt_in: torch.Tensor) -> torch.Tensor | None:

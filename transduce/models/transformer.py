@@ -1,6 +1,7 @@
 """Encoder-decoder Transformer (Vaswani et al. 2017), with pre-norm (Xiong et al. 2020) or
 post-norm layers, sinusoidal or learned positions, and a decoder that caches keys and values
-so that each search step costs one position, not the whole prefix.
+so that each search step costs one position, not the whole prefix. The variants that other
+toolkits' models need (MarianMT: SiLU, sinusoids in halves, a logits bias) are options.
 
 Masks: `src_mask` (B, S) is True at real tokens; a boolean attention mask is True where a
 query may look. Shape letters: B batch, S source, T target, D d_model, H heads, Dh = D / H.
@@ -9,6 +10,7 @@ query may look. Shape letters: B batch, S source, T target, D d_model, H heads, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import cast
 
@@ -34,12 +36,29 @@ class LayerSpec:
     ff_size: int
     dropout: float  # on embeddings and on every sub-layer's output before the residual sum
     attention_dropout: float  # on attention weights
-    activation_dropout: float  # inside the feed-forward block, after the ReLU
+    activation_dropout: float  # inside the feed-forward block, after the activation
     pre_norm: bool  # LayerNorm before each sub-layer (True) or after the residual sum
+    activation: str = "relu"  # of the feed-forward block: relu, gelu or swish
 
 
-def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
-    """PE[p, 2i] = sin(p / 10000^(2i/D)), PE[p, 2i+1] = cos(...)  (Vaswani et al. 2017). (L, D)"""
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": F.relu,
+    "gelu": F.gelu,  # x * Phi(x), the exact (erf) form
+    "swish": F.silu,  # x * sigmoid(x) (SiLU), Marian's and Hugging Face's "swish"
+}
+
+
+def sinusoidal_table(length: int, dim: int, layout: str = "interleaved") -> torch.Tensor:
+    """Sinusoids of frequencies w_i = 1 / 10000^(2i/D) (Vaswani et al. 2017), (L, D).
+
+    interleaved: PE[p, 2i] = sin(p w_i), PE[p, 2i+1] = cos(p w_i).
+    halves: sin(p w_i) in the first D/2 columns, cos(p w_i) in the rest, computed in
+    float64 as Hugging Face's MarianSinusoidalPositionalEmbedding does.
+    """
+    if layout == "halves":
+        pos = torch.arange(length, dtype=torch.float64).unsqueeze(1)  # (L, 1)
+        angles = pos / torch.pow(10000.0, 2 * (torch.arange(dim, dtype=torch.float64) // 2) / dim)
+        return torch.cat([torch.sin(angles[:, 0::2]), torch.cos(angles[:, 1::2])], 1).float()
     pos = torch.arange(length, dtype=torch.float32).unsqueeze(1)  # (L, 1)
     freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
     table = torch.zeros(length, dim)
@@ -49,16 +68,19 @@ def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
 
 
 class PositionalEmbedding(nn.Module):
-    """Scales token embeddings by sqrt(D), adds positions from `offset` on, applies dropout."""
+    """Scales token embeddings by sqrt(D) (unless `scale` is False), adds positions from
+    `offset` on, applies dropout."""
 
     table: torch.Tensor  # (max_positions, D) sinusoids, a buffer (not saved: recomputed)
 
-    def __init__(self, d_model: int, max_positions: int, learned: bool, dropout: float):
+    def __init__(self, d_model: int, max_positions: int, learned: bool, dropout: float,
+                 scale: bool = True, layout: str = "interleaved"):
         super().__init__()
-        self.scale = math.sqrt(d_model)
-        self.max_positions = max_positions
+        self.scale = math.sqrt(d_model) if scale else 1.0
+        self.max_positions, self.layout = max_positions, layout
         self.learned = nn.Embedding(max_positions, d_model) if learned else None
-        self.register_buffer("table", sinusoidal_table(max_positions, d_model), persistent=False)
+        self.register_buffer("table", sinusoidal_table(max_positions, d_model, layout),
+                             persistent=False)
         self.dropout = Dropout(dropout)
 
     def forward(self, emb: torch.Tensor, offset: int = 0) -> torch.Tensor:
@@ -68,7 +90,7 @@ class PositionalEmbedding(nn.Module):
             if self.learned is not None:
                 raise ValueError(f"sequence of {end} tokens is longer than model.max_positions "
                                  f"({self.max_positions}) of this model's learned positions")
-            pos = sinusoidal_table(end, emb.size(-1)).to(emb.device)[offset:]
+            pos = sinusoidal_table(end, emb.size(-1), self.layout).to(emb.device)[offset:]
         elif self.learned is not None:
             pos = self.learned(torch.arange(offset, end, device=emb.device))
         else:
@@ -130,15 +152,21 @@ class MultiHeadAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Position-wise Linear -> ReLU -> dropout -> Linear."""
+    """Position-wise Linear -> activation (ReLU, GELU or SiLU) -> dropout -> Linear."""
 
-    def __init__(self, d_model: int, ff_size: int, activation_dropout: float):
+    def __init__(self, d_model: int, ff_size: int, activation_dropout: float,
+                 activation: str = "relu"):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"model.activation must be one of {', '.join(ACTIVATIONS)}, "
+                             f"got {activation!r}")
         self.inner, self.outer = nn.Linear(d_model, ff_size), nn.Linear(ff_size, d_model)
         self.dropout = Dropout(activation_dropout)
+        self.activation = activation
+        self.act = ACTIVATIONS[activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.outer(self.dropout(F.relu(self.inner(x))))  # (B, T, D)
+        return self.outer(self.dropout(self.act(self.inner(x))))  # (B, T, D)
 
 
 class Residual(nn.Module):
@@ -162,7 +190,8 @@ class EncoderLayer(nn.Module):
     def __init__(self, spec: LayerSpec):
         super().__init__()
         self.attn = MultiHeadAttention(spec.d_model, spec.heads, spec.attention_dropout)
-        self.ff = FeedForward(spec.d_model, spec.ff_size, spec.activation_dropout)
+        self.ff = FeedForward(spec.d_model, spec.ff_size, spec.activation_dropout,
+                              spec.activation)
         self.res_attn = Residual(spec.d_model, spec.dropout, spec.pre_norm)
         self.res_ff = Residual(spec.d_model, spec.dropout, spec.pre_norm)
 
@@ -197,7 +226,8 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.self_attn = MultiHeadAttention(spec.d_model, spec.heads, spec.attention_dropout)
         self.cross_attn = MultiHeadAttention(spec.d_model, spec.heads, spec.attention_dropout)
-        self.ff = FeedForward(spec.d_model, spec.ff_size, spec.activation_dropout)
+        self.ff = FeedForward(spec.d_model, spec.ff_size, spec.activation_dropout,
+                              spec.activation)
         self.res_self, self.res_cross, self.res_ff = (
             Residual(spec.d_model, spec.dropout, spec.pre_norm) for _ in range(3))
 
@@ -353,7 +383,7 @@ class TransformerDecoder(nn.Module):
         return hidden[:, 0], new, None if attn is None else attn[:, 0]
 
 
-def init_weights(model: Seq2Seq, d_model: int, pad_id: int) -> None:
+def init_weights(model: Seq2Seq, d_model: int, pad_id: int, tgt_pad_id: int | None = None) -> None:
     """Xavier-uniform matrices (keys and values as two D x D matrices), zero biases;
     embeddings N(0, 1/D), so that after the sqrt(D) scaling tokens have unit variance
     (and tied output logits start near unit scale)."""
@@ -369,12 +399,14 @@ def init_weights(model: Seq2Seq, d_model: int, pad_id: int) -> None:
         if isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=d_model ** -0.5)
     with torch.no_grad():
-        for embed in (model.src_embed, model.tgt_embed):
-            embed.weight[pad_id].zero_()
+        model.src_embed.weight[pad_id].zero_()
+        model.tgt_embed.weight[pad_id if tgt_pad_id is None else tgt_pad_id].zero_()
 
 
-def build_transformer(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: int) -> Seq2Seq:
-    """A freshly initialised Transformer; embeddings are d_model (= model.hidden_size) wide."""
+def build_transformer(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: int,
+                      tgt_pad_id: int | None = None) -> Seq2Seq:
+    """A freshly initialised Transformer; embeddings are d_model (= model.hidden_size) wide.
+    `pad_id` and `tgt_pad_id` (default: the same) are the source and target <pad> ids."""
     D = cfg.hidden_size
     if cfg.emb_dim != D:
         raise ValueError(f"model.emb_dim ({cfg.emb_dim}) must equal model.hidden_size ({D}) "
@@ -383,19 +415,22 @@ def build_transformer(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: 
         raise ValueError(f"model.share_embeddings needs one vocabulary for both sides "
                          f"(got {src_vocab} and {tgt_vocab} entries)")
     spec = LayerSpec(D, cfg.heads, cfg.ff_size, cfg.dropout, cfg.attention_dropout,
-                     cfg.activation_dropout, cfg.pre_norm)
+                     cfg.activation_dropout, cfg.pre_norm, cfg.activation)
+    tgt_pad = pad_id if tgt_pad_id is None else tgt_pad_id
+    layout = "halves" if cfg.positions == "sinusoidal_halves" else "interleaved"
 
     def positions() -> PositionalEmbedding:
-        return PositionalEmbedding(D, cfg.max_positions, cfg.positions == "learned", cfg.dropout)
+        return PositionalEmbedding(D, cfg.max_positions, cfg.positions == "learned", cfg.dropout,
+                                   cfg.scale_embeddings, layout)
 
     src_embed = nn.Embedding(src_vocab, D, padding_idx=pad_id)
     tgt_embed = src_embed if cfg.share_embeddings else nn.Embedding(tgt_vocab, D,
-                                                                    padding_idx=pad_id)
+                                                                    padding_idx=tgt_pad)
     encoder = TransformerEncoder(spec, cfg.encoder_layers, positions())
     decoder = TransformerDecoder(spec, cfg.decoder_layers, positions(), cfg.attention_layer,
                                  cfg.attention_head)
     model = Seq2Seq(src_embed, tgt_embed, encoder, decoder,
-                    make_generator(D, tgt_embed, cfg.tie_embeddings))
-    init_weights(model, D, pad_id)
+                    make_generator(D, tgt_embed, cfg.tie_embeddings), cfg.final_logits_bias)
+    init_weights(model, D, pad_id, tgt_pad)
     model.max_positions = cfg.max_positions  # type: ignore[assignment]  # caps output length
     return model

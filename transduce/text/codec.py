@@ -99,15 +99,24 @@ def build_codecs(cfg: TokenizerConfig, src_texts: list[str], tgt_texts: list[str
 
 
 def save_codecs(src: Codec, tgt: Codec, directory: str | Path) -> None:
+    """Tokenizer files: one codec for both sides (shared.*), one per side (src.*, tgt.*),
+    or one vocabulary with a tokenizer per side (shared.vocab.json, src.spm.model,
+    tgt.spm.model: MarianMT's source.spm and target.spm)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     shared = src is tgt
+    one_vocab = not shared and src.vocab is tgt.vocab
     sides = [("shared", src)] if shared else [("src", src), ("tgt", tgt)]
     for prefix, codec in sides:
         codec.tokenizer.save(directory, prefix)
-        codec.vocab.save(directory / f"{prefix}.vocab.json")
+        if not one_vocab:
+            codec.vocab.save(directory / f"{prefix}.vocab.json")
+    if one_vocab:
+        src.vocab.save(directory / "shared.vocab.json")
     meta = {"kind": src.tokenizer.kind, "tgt_kind": tgt.tokenizer.kind, "shared": shared,
             "lowercase": src.lowercase}
+    if one_vocab:
+        meta["shared_vocab"] = True
     (directory / "tokenizer.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
@@ -115,7 +124,7 @@ def load_codecs(directory: str | Path) -> tuple[Codec, Codec]:
     directory = Path(directory)
     meta = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
 
-    def load(prefix: str, kind: str) -> Codec:
+    def load(prefix: str, kind: str, vocab: Vocab | None = None) -> Codec:
         tok: Tokenizer
         if kind == "sentencepiece":
             tok = SentencePieceTokenizer.load(directory, prefix)
@@ -123,9 +132,15 @@ def load_codecs(directory: str | Path) -> tuple[Codec, Codec]:
             tok = CharTokenizer()
         else:
             tok = WordTokenizer()
-        return Codec(tok, Vocab.load(directory / f"{prefix}.vocab.json"), meta["lowercase"])
+        if vocab is None:
+            vocab = Vocab.load(directory / f"{prefix}.vocab.json")
+        return Codec(tok, vocab, meta["lowercase"])
 
     if meta["shared"]:
         codec = load("shared", meta["kind"])
         return codec, codec
-    return load("src", meta["kind"]), load("tgt", meta.get("tgt_kind", meta["kind"]))
+    tgt_kind = meta.get("tgt_kind", meta["kind"])
+    if meta.get("shared_vocab"):
+        vocab = Vocab.load(directory / "shared.vocab.json")
+        return load("src", meta["kind"], vocab), load("tgt", tgt_kind, vocab)
+    return load("src", meta["kind"]), load("tgt", tgt_kind)

@@ -91,7 +91,9 @@ class SentencePieceTokenizer:
         return self.sp.encode(text, out_type=str)
 
     def detokenize(self, tokens: list[str]) -> str:
-        return self.sp.decode_pieces(tokens)
+        # A piece this model lacks (a vocabulary shared with another side's model, as
+        # MarianMT's) comes back as it is: its '▁' is a space, as MarianTokenizer has it.
+        return self.sp.decode_pieces(tokens).replace(SPACE, " ").strip()
 
     def save(self, directory: Path, prefix: str) -> None:
         (directory / f"{prefix}.spm.model").write_bytes(self.model_proto)

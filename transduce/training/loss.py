@@ -23,11 +23,12 @@ def sequence_loss(logits: torch.Tensor, targets: torch.Tensor, pad_id: int,
 
 def output_layer_loss(features: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                       pad_id: int, label_smoothing: float = 0.0,
-                      chunk: int = CHUNK_TOKENS) -> torch.Tensor:
-    """`sequence_loss(features @ weight.T, ...)` without materialising the logits.
+                      chunk: int = CHUNK_TOKENS, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`sequence_loss(features @ weight.T + bias, ...)` without materialising the logits.
 
-    features (B, T, H) feed the output layer weight (V, H); targets (B, T). Returns the
-    summed loss over real target tokens. Padding positions cost nothing.
+    features (B, T, H) feed the output layer weight (V, H); targets (B, T); `bias` (V,) is
+    fixed (it gets no gradient). Returns the summed loss over real target tokens. Padding
+    positions cost nothing.
     """
     flat = features.reshape(-1, features.size(-1))
     keep = (targets.reshape(-1) != pad_id).nonzero().squeeze(1)
@@ -35,7 +36,7 @@ def output_layer_loss(features: torch.Tensor, weight: torch.Tensor, targets: tor
     # decide here whether the gradients are worth computing.
     need_grad = torch.is_grad_enabled() and (features.requires_grad or weight.requires_grad)
     return _OutputLayerLoss.apply(flat, weight, targets.reshape(-1)[keep], keep,
-                                  label_smoothing, chunk, need_grad)
+                                  label_smoothing, chunk, need_grad, bias)
 
 
 class _OutputLayerLoss(torch.autograd.Function):
@@ -49,7 +50,7 @@ class _OutputLayerLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features: torch.Tensor, weight: torch.Tensor,  # type: ignore[override]
                 targets: torch.Tensor, keep: torch.Tensor, smoothing: float,
-                chunk: int, need_grad: bool) -> torch.Tensor:
+                chunk: int, need_grad: bool, bias: torch.Tensor | None) -> torch.Tensor:
         dtype = features.dtype  # under autocast, the dtype the matrix products run in
         w = weight.to(dtype)
         rows = features.index_select(0, keep)
@@ -61,6 +62,8 @@ class _OutputLayerLoss(torch.autograd.Function):
         for start in range(0, rows.size(0), chunk):
             x, y = rows[start:start + chunk], targets[start:start + chunk]
             z = (x @ w.t()).float()  # (n, V)
+            if bias is not None:
+                z += bias.float()
             picked = z.gather(1, y.unsqueeze(1)).squeeze(1)
             mean = z.mean(-1)
             top = z.amax(-1, keepdim=True)
@@ -89,4 +92,4 @@ class _OutputLayerLoss(torch.autograd.Function):
         grad_features = grad_rows.new_zeros(ctx.n_rows, grad_rows.size(1))
         grad_features.index_copy_(0, keep, grad_rows * grad_total.to(grad_rows.dtype))
         grad_weight = (grad_w * grad_total).to(ctx.weight_dtype)
-        return grad_features, grad_weight, None, None, None, None, None
+        return grad_features, grad_weight, None, None, None, None, None, None

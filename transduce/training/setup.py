@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from transduce.config import Config, save_config
+from transduce.config import Config, load_config, save_config, with_init_model
 from transduce.data import read_parallel
 from transduce.data.dataset import EncodedCorpus, PreparedCorpus, encode_pairs
 from transduce.data.prepare import check_cache, find_cache, prepare
@@ -22,7 +22,7 @@ from transduce.models import Seq2Seq, build_model, count_parameters
 from transduce.models.build import load_pretrained_embeddings
 from transduce.text import Codec, load_codecs, save_codecs
 from transduce.training import distributed
-from transduce.training.checkpoint import CHECKPOINTS, MODEL_FILE, latest_checkpoint
+from transduce.training.checkpoint import CHECKPOINTS, MODEL_FILE, latest_checkpoint, load_weights
 
 Log = Callable[[str], None]
 
@@ -70,11 +70,19 @@ def set_up(cfg: Config, resume: bool = False, log: Log = print,
     ckpt = latest_checkpoint(out) if resume else None
     if resume and ckpt is None:
         log(f"no checkpoint in {out}/checkpoints: starting from scratch")
+    init = _init_dir(cfg)
+    if init is not None:
+        cfg = with_init_model(cfg, load_config(init / "config.yaml").model, str(init))
+        tokenizer_dir = tokenizer_dir or init
     data = PreparedCorpus(_prepared(cfg, world, out if ckpt is not None else tokenizer_dir, log))
     src, tgt = load_codecs(data.path)
     valid_text, valid_data = _validation(cfg, src, tgt)
-    model = build_model(cfg.model, len(src.vocab), len(tgt.vocab), src.vocab.pad_id).to(device)
+    model = build_model(cfg.model, len(src.vocab), len(tgt.vocab), src.vocab.pad_id,
+                        tgt.vocab.pad_id).to(device)
     _load_pretrained(cfg, model, src, tgt, log)
+    if init is not None and ckpt is None:
+        load_weights(model, init / MODEL_FILE)
+        log(f"starting from the weights of {init} (model.init)")
     if ckpt is None and world.main:
         _fresh_model_dir(cfg, out, src, tgt)
     log(f"model: {count_parameters(model):,} parameters; vocab src {len(src.vocab):,} "
@@ -83,6 +91,19 @@ def set_up(cfg: Config, resume: bool = False, log: Log = print,
         f"{'' if world.size == 1 else f'; {world.size} processes'}")
     return Setup(cfg, out, device, world, amp_dtype, data, src, tgt, model, cfg.model.hidden_size,
                  valid_text, valid_data, ckpt, started, log)
+
+
+def _init_dir(cfg: Config) -> Path | None:
+    """The model directory that model.init names, checked; None without model.init."""
+    if cfg.model.init is None:
+        return None
+    init = Path(cfg.model.init)
+    for name in ("config.yaml", "tokenizer.json", MODEL_FILE):
+        if not (init / name).is_file():
+            raise FileNotFoundError(f"model.init: {init / name} not found; model.init must "
+                                    "name a transduce model directory (trained, or written "
+                                    "by 'transduce import')")
+    return init
 
 
 def resolve_device(setting: str) -> torch.device:

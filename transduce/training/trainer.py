@@ -173,9 +173,9 @@ class Trainer:
         return self._plan[1]
 
     def _batches(self, rows: list[np.ndarray]) -> list[Batch]:
-        v = self.tgt.vocab
-        return [self.data.collate(r, v.pad_id, v.bos_id, v.eos_id).to(self.device)
-                for r in rows]
+        v, s = self.tgt.vocab, self.src.vocab
+        return [self.data.collate(r, v.pad_id, v.start_id, v.eos_id, s.pad_id, s.eos_id)
+                .to(self.device) for r in rows]
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
@@ -199,7 +199,8 @@ class Trainer:
                 with self._autocast():
                     features = self.features(b.src_ids, b.src_mask, b.tgt_in)  # (B, T, H)
                 loss = output_layer_loss(features, self.model.output_weight, b.tgt_out,
-                                         self.tgt.vocab.pad_id, t.label_smoothing)
+                                         self.tgt.vocab.pad_id, t.label_smoothing,
+                                         bias=self.model.final_logits_bias)
                 self.scaler.scale(loss * scale).backward()
             total += loss.item()
         self.scaler.unscale_(self.optimizer)  # a no-op without fp16 loss scaling
@@ -342,13 +343,13 @@ class Trainer:
         total, n = 0.0, 0
         for ix in make_batches([len(s) for s in d.src], [len(t) for t in d.tgt],
                                self.cfg.train.batch_tokens):
-            b = collate([d.src[i] for i in ix], [d.tgt[i] for i in ix], v.pad_id, v.bos_id,
-                        v.eos_id).to(self.device)
+            b = collate([d.src[i] for i in ix], [d.tgt[i] for i in ix], v.pad_id, v.start_id,
+                        v.eos_id, self.src.vocab.pad_id, self.src.vocab.eos_id).to(self.device)
             assert b.tgt_in is not None and b.tgt_out is not None
             with self._autocast():
                 features = self.model.features(b.src_ids, b.src_mask, b.tgt_in)
             total += output_layer_loss(features, self.model.output_weight, b.tgt_out,
-                                       v.pad_id).item()
+                                       v.pad_id, bias=self.model.final_logits_bias).item()
             n += b.n_tgt_tokens
         return total / max(n, 1)
 
