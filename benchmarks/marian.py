@@ -119,10 +119,8 @@ def round_trips(hf_dir: Path, model_dir: Path, work: Path, src: list[str]) -> di
     ct2_greedy = []  # one sentence per call: CTranslate2's length limit is the batch's
     for x in src:
         ct2_greedy += [r.text for r in ct2.translate([x], beam_size=1)]
-    # CTranslate2's max_decoding_length leaves </s> out of the count: one more token
     hf_orig = hf_generate(MarianMTModel.from_pretrained(hf_dir).eval(),
-                          MarianTokenizer.from_pretrained(hf_dir), src,
-                          [limit + 1 for limit in limits], num_beams=1)
+                          MarianTokenizer.from_pretrained(hf_dir), src, limits, num_beams=1)
     decode = tokenizer.decode
     return {
         "transduce_to_hf_greedy_identical": sum(
@@ -193,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--eos-bias", type=float, default=1.0,
+                   help="final logits bias of </s> in the random model: higher ends outputs "
+                   "sooner (random weights otherwise run to the length limit)")
     p.add_argument("--no-speed", action="store_true", help="fidelity and round trips only")
     p.add_argument("--work", type=Path, default=None, help="folder for the models (default: "
                    "a temporary one)")
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     en, de = read_lines(m30k / "train.en.gz", 29000), read_lines(m30k / "train.de.gz", 29000)
     hf_dir = make_marian_dir(work / "hf", en, de, vocab_size=args.spm_size,
                              d_model=args.d_model, layers=args.layers, heads=args.heads,
-                             ff=args.ff, init_std=0.05, eos_bias=1.0)
+                             ff=args.ff, init_std=0.05, eos_bias=args.eos_bias)
     model_dir = import_marian(hf_dir, work / "transduce", force=True)
     vocab = len(json.loads((hf_dir / "vocab.json").read_text(encoding="utf-8")))
     print(f"built and imported the MarianMT model in {time.time() - tick:.0f} s "
@@ -235,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"{name} (sentences/s, median)",
                      f"{statistics.median(values):.1f}  ({ratio:.2f}x transformers)"))
     print(table(rows))
-    meta = {"sentences": n, "layers": args.layers, "d_model": args.d_model, "heads": args.heads,
-            "ff": args.ff, "vocab": vocab, "threads": args.threads, "beam": args.beam,
+    meta = {"sentences": n, "eos_bias": args.eos_bias, "layers": args.layers,
+            "d_model": args.d_model, "heads": args.heads, "ff": args.ff, "vocab": vocab,
+            "threads": args.threads, "beam": args.beam,
             "batch_size": args.batch_size, "rounds": args.rounds, "cpu": cpu_model(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
     args.json_out.parent.mkdir(parents=True, exist_ok=True)

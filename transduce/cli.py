@@ -164,7 +164,8 @@ def _translate_options(args: argparse.Namespace, translator, glossary) -> dict:
     controls = decode_controls(translator.decode, args.min_len, args.no_repeat_ngram_size,
                                args.repetition_penalty)
     return {"beam_size": args.beam, "batch_size": args.batch_size, "controls": controls,
-            "coverage_penalty": args.coverage_penalty, "glossary": glossary}
+            "coverage_penalty": args.coverage_penalty, "glossary": glossary,
+            "max_len": args.max_len}
 
 
 def _warn_missing_terms(results) -> None:
@@ -575,6 +576,8 @@ def _quantize_arg(s: argparse.ArgumentParser) -> None:
 def _control_args(s: argparse.ArgumentParser) -> None:
     """Length and repetition controls (docs/decoding.md)."""
     s.add_argument("--min-len", type=int, default=None, help="output tokens before </s>")
+    s.add_argument("--max-len", type=int, default=None,
+                   help="at most this many output tokens (as well as the ratio limit)")
     s.add_argument("--no-repeat-ngram-size", type=int, default=None, metavar="N",
                    help="no n-gram of N tokens twice in an output")
     s.add_argument("--repetition-penalty", type=float, default=None, metavar="THETA",

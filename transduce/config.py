@@ -22,6 +22,7 @@ from pydantic import (
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
+    PositiveInt,
     ValidationError,
     model_validator,
 )
@@ -229,6 +230,7 @@ class DecodeConfig(_Section):
     length_penalty: float = 1.0  # GNMT alpha; 0 = raw log-probability
     max_len_ratio: float = 1.5
     max_len_offset: int = 10
+    max_len: PositiveInt | None = None  # at most this many output tokens (null: the ratio's)
     batch_size: int = 64
     min_len: NonNegativeInt = 0  # output tokens before </s> is allowed
     no_repeat_ngram_size: NonNegativeInt = 0  # no n-gram of this size twice in an output

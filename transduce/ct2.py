@@ -250,14 +250,16 @@ class CTranslate2Engine:
                 ct2.set_random_seed(int(torch.randint(2 ** 31, (1,), generator=o.generator)))
                 engine = self._new_translator(inter_threads=1)
                 results = engine.translate_batch(self._tokens(src_ids),
-                                                 max_decoding_length=self._limit(src_ids),
+                                                 max_decoding_length=self._limit(src_ids,
+                                                                                 o.max_len),
                                                  **options)
                 yield self._hypotheses(results, options["beam_size"], alpha, o.nbest,
                                        o.return_attention)
             return
         workers = self.translator.num_translators
         pending = [self.translator.translate_batch(
-            self._tokens(src_ids), asynchronous=True, max_decoding_length=self._limit(src_ids),
+            self._tokens(src_ids), asynchronous=True,
+            max_decoding_length=self._limit(src_ids, o.max_len),
             max_batch_size=-(-len(src_ids) // workers) if len(batches) < workers else 0,
             **options) for src_ids in batches]
         for batch in pending:
@@ -268,12 +270,13 @@ class CTranslate2Engine:
         itos = self.src_vocab.itos
         return [[itos[i] for i in ids] for ids in src_ids]
 
-    def _limit(self, src_ids: list[list[int]]) -> int:
+    def _limit(self, src_ids: list[list[int]], max_len: int | None = None) -> int:
         """transduce's length limit for the batch's longest sentence, as CTranslate2's
         max_decoding_length: transduce's limit counts the </s>, CTranslate2's does not."""
         longest = max(len(ids) for ids in src_ids) + 1
         limit = int(longest * self.decode.max_len_ratio) + self.decode.max_len_offset
-        return (limit if self.max_positions is None else min(limit, self.max_positions)) - 1
+        limit = (limit if self.max_positions is None else min(limit, self.max_positions)) - 1
+        return limit if max_len is None else min(limit, max_len)
 
     def _hypotheses(self, results: list[Any], beam: int, alpha: float, nbest: int,
                     return_attention: bool) -> list[list[Hypothesis]]:

@@ -82,6 +82,8 @@ class TorchEngine:
         v, d = self.src_vocab, self.decode
         batch = collate(src_ids, None, v.pad_id, v.start_id, v.eos_id).to(self.device)
         limit = max_lengths(batch.src_mask, d.max_len_ratio, d.max_len_offset, self.max_positions)
+        if o.max_len is not None:  # the limit counts </s>
+            limit = limit.clamp(max=o.max_len + 1)
         bos, eos = self.tgt_vocab.start_id, self.tgt_vocab.eos_id
         args = (self.model, batch.src_ids, batch.src_mask, bos, eos, limit)
         if o.sampling:

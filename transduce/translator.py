@@ -121,15 +121,16 @@ class Translator:
                   top_p: float = 1.0, seed: int | None = None,
                   batch_size: int | None = None, controls: Controls | None = None,
                   coverage_penalty: float | None = None, replace_unk: bool = False,
-                  glossary: Glossary | None = None) -> list[Translation]:
+                  glossary: Glossary | None = None, max_len: int | None = None
+                  ) -> list[Translation]:
         """Translate `texts`; the result is in input order. Empty inputs give empty outputs.
-        `controls` (min length, no repeated n-grams, repetition penalty) and
-        `coverage_penalty` default to the decode config's. `replace_unk`: an output <unk>
-        becomes the source token it attends to most (word and char vocabularies; this
-        needs the attention, which the results then carry). `glossary`: the target term of
-        every entry whose source term occurs in a text must appear in its translation
-        (constrained beam search: text/glossary.py, search/constraints.py); terms that do
-        not are listed in `missing_terms`."""
+        `controls` (min length, no repeated n-grams, repetition penalty), `coverage_penalty`
+        and `max_len` (output tokens at most) default to the decode config's. `replace_unk`:
+        an output <unk> becomes the source token it attends to most (word and char
+        vocabularies; this needs the attention, which the results then carry). `glossary`:
+        the target term of every entry whose source term occurs in a text must appear in
+        its translation (constrained beam search: text/glossary.py,
+        search/constraints.py); terms that do not are listed in `missing_terms`."""
         beam = beam_size if beam_size is not None else self.decode.beam_size
         nbest = n_best if n_best is not None else self.decode.n_best
         if beam < 1:
@@ -143,7 +144,10 @@ class Translator:
             beam, nbest, return_attention or replace_unk, sampling, temperature, top_k, top_p,
             torch.Generator().manual_seed(seed) if seed is not None else None,
             controls or decode_controls(d),
-            d.coverage_penalty if coverage_penalty is None else coverage_penalty)
+            d.coverage_penalty if coverage_penalty is None else coverage_penalty,
+            d.max_len if max_len is None else max_len)
+        if options.max_len is not None and options.max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {options.max_len}")
         results: list[Translation | None] = [None] * len(texts)
         encoded = []  # (text index, part, tokens, ids, constraints)
         parts: dict[int, dict[int, tuple[list[str], list[Hypothesis]]]] = {}

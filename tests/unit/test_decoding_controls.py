@@ -245,3 +245,17 @@ def test_replace_unk_copies_the_attended_source_token():
         assert plain.text == "<unk> a" and plain.alignment is None
         assert fixed.text == "Zürich a" and fixed.tgt_tokens == ["Zürich", "a"]
         assert fixed.alignment == [(1, 0), (0, 1)]
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_max_len_caps_every_output(demo_model_dir: Path, beam: int):
+    translator = Translator.load(demo_model_dir)
+    sources = ["the big cat sees a red ball near the house", "the old king paints a green door"]
+    full = translator.translate(sources, beam_size=beam)
+    assert all(len(t.tgt_tokens) > 3 for t in full)
+    capped = translator.translate(sources, beam_size=beam, max_len=3)
+    assert all(1 <= len(t.tgt_tokens) <= 3 for t in capped)
+    if beam == 1:  # greedy: the same tokens, cut at the cap
+        assert [t.tgt_tokens for t in capped] == [t.tgt_tokens[:3] for t in full]
+    with pytest.raises(ValueError, match="max_len"):
+        translator.translate(sources, max_len=0)

@@ -144,6 +144,10 @@ def test_controls_confidence_and_alignments(client: TestClient, translator: Tran
         assert t["confidence"] == pytest.approx(o.confidence, abs=1e-4)
         assert t["alignment"] == [list(p) for p in o.alignment or []]
         assert "attention" not in t  # alignments alone do not send the matrix
+    capped = client.post("/v1/translate", json={"texts": SENTENCES, "max_len": 2}).json()
+    assert [t["text"] for t in capped["translations"]] == \
+        [t.text for t in translator.translate(SENTENCES, max_len=2)]
+    assert all(len(t["tgt_tokens"]) <= 2 for t in capped["translations"])
 
 
 def test_greedy_equals_offline_greedy(client: TestClient, translator: Translator) -> None:
@@ -169,6 +173,8 @@ def test_greedy_equals_offline_greedy(client: TestClient, translator: Translator
     ({"texts": ["x"], "repetition_penalty": "high"}, "validation_error"),
     ({"texts": ["x"], "min_len": 2.5}, "validation_error"),
     ({"texts": ["x"], "coverage_penalty": -0.2}, "validation_error"),
+    ({"texts": ["x"], "max_len": 0}, "validation_error"),
+    ({"texts": ["x"], "max_len": "5"}, "validation_error"),
     ({"texts": ["x"], "alignments": 1}, "validation_error"),
     ({"texts": ["x"], "glossary": [["a"]]}, "validation_error"),  # not a pair
     ({"texts": ["x"], "glossary": [["a", ""]]}, "validation_error"),

@@ -21,3 +21,4 @@ class SearchOptions:
     generator: torch.Generator | None = None
     controls: Controls = NO_CONTROLS
     coverage_penalty: float = 0.0  # beta of GNMT's coverage penalty (beam search)
+    max_len: int | None = None  # at most this many output tokens before </s> (None: no cap)

@@ -37,6 +37,7 @@ class TranslateRequest(BaseModel):
     no_repeat_ngram_size: int | None = None
     repetition_penalty: float | None = None
     coverage_penalty: float | None = None
+    max_len: int | None = None  # output tokens at most
     # [[source term, target term], ...]: where a source term occurs, its target term is used
     glossary: list[list[str]] | None = None
     # each text is a document: split into sentences, translated, put back together; the
@@ -124,7 +125,7 @@ async def _documents(service: Service, req: TranslateRequest, controls: Controls
     pieces = [documents.split(t, lang) for t in req.texts]
     results = iter(await service.translate(
         req.model, [u for p in pieces for u in documents.units(p)], req.beam_size, 1, False,
-        controls, req.coverage_penalty, glossary))
+        controls, req.coverage_penalty, glossary, req.max_len))
     out = []
     for p in pieces:
         done = [next(results) for _ in documents.units(p)]
@@ -156,6 +157,8 @@ async def translate(request: Request) -> JSONResponse:
     service.check_limits(req.texts)
     if req.coverage_penalty is not None and req.coverage_penalty < 0:
         raise ApiError(422, "validation_error", "coverage_penalty must be >= 0")
+    if req.max_len is not None and req.max_len < 1:
+        raise ApiError(422, "validation_error", "max_len must be >= 1")
     try:
         decode = service.translator(service.spec(req.model).name).decode
         controls = decode_controls(decode, req.min_len, req.no_repeat_ngram_size,
@@ -168,7 +171,7 @@ async def translate(request: Request) -> JSONResponse:
                              "translations": await _documents(service, req, controls, glossary)})
     results = await service.translate(req.model, req.texts, req.beam_size, req.n_best,
                                       req.return_attention or req.alignments, controls,
-                                      req.coverage_penalty, glossary)
+                                      req.coverage_penalty, glossary, req.max_len)
     return JSONResponse({"model": req.model, "translations": [
         translation_json(t, req.return_attention, req.alignments, glossary is not None)
         for t in results]})

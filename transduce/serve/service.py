@@ -109,6 +109,7 @@ class DecodeKey:
     controls: Controls | None = None  # None: the model's decode config
     coverage_penalty: float | None = None
     glossary: Glossary | None = None
+    max_len: int | None = None
 
 
 class Service:
@@ -203,7 +204,8 @@ class Service:
                         n_best: int | None = None, return_attention: bool = False,
                         controls: Controls | None = None,
                         coverage_penalty: float | None = None,
-                        glossary: Glossary | None = None) -> list[Translation]:
+                        glossary: Glossary | None = None,
+                        max_len: int | None = None) -> list[Translation]:
         """Translate through the batcher; results in input order."""
         translator = self.translator(self.spec(model).name)
         if bad := invalid_unicode(texts):
@@ -218,7 +220,7 @@ class Service:
                            f"n_best must be between 1 and beam_size ({beam}), got {nbest}")
         tokens = sum(len(translator.src.tokenize(t)) + 1 for t in texts)
         key = DecodeKey(model, beam, nbest, return_attention, controls, coverage_penalty,
-                        glossary)
+                        glossary, max_len)
         try:
             results = await self.batcher.submit(key, texts, tokens * beam)
         except QueueFull as e:
@@ -237,7 +239,7 @@ class Service:
             texts, beam_size=key.beam_size, n_best=key.n_best,
             return_attention=key.return_attention, batch_size=max(1, len(texts)),
             controls=key.controls, coverage_penalty=key.coverage_penalty,
-            glossary=key.glossary)
+            glossary=key.glossary, max_len=key.max_len)
 
 
 def invalid_unicode(texts: Sequence[str]) -> str | None:
