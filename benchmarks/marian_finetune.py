@@ -16,6 +16,7 @@ machine: training budgets are wall-clock minutes).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import subprocess
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TRANSDUCE_DATA", ROOT.parent / "shared" / "data"))
@@ -74,14 +77,21 @@ def main() -> int:
                   "--set", "train.progress=false")
     transduce("export", str(base), str(hf_dir), "--format", "hf", "--force")
     transduce("import", str(hf_dir), str(imported), "--force")
-    sample = TESTS["multi30k test_2016_flickr"][0]
+    sample = work / "test.en"
+    with gzip.open(TESTS["multi30k test_2016_flickr"][0], "rt", encoding="utf-8") as f:
+        sample.write_text(f.read(), encoding="utf-8")
     before_trip = transduce("translate", str(base), "-i", str(sample), "--beam", "5")
     after_trip = transduce("translate", str(imported), "-i", str(sample), "--beam", "5")
     same = sum(a == b for a, b in zip(before_trip.splitlines(), after_trip.splitlines()))
     rows = {"trained on Multi30k (transduce)": bleu(base, args.beam),
             "exported to HF and imported back": bleu(imported, args.beam)}
-    transduce("train", "configs/multi30k_transformer.yaml",
-              "--set", f"model.init={imported}", "--set", f"train.out_dir={tuned}",
+    # The recipe's data and training settings; the model and tokenizers come from model.init
+    # (a model key the config sets must agree with the imported model's, so none is set).
+    recipe = yaml.safe_load((ROOT / "configs" / "multi30k_transformer.yaml").read_text())
+    finetune = {"data": recipe["data"], "train": recipe["train"], "decode": recipe["decode"],
+                "model": {"init": str(imported)}}
+    (work / "finetune.yaml").write_text(yaml.safe_dump(finetune), encoding="utf-8")
+    transduce("train", str(work / "finetune.yaml"), "--set", f"train.out_dir={tuned}",
               "--set", f"data.train_src={TATOEBA / 'train.en.gz'}",
               "--set", f"data.train_tgt={TATOEBA / 'train.de.gz'}",
               "--set", f"data.valid_src={TATOEBA / 'val.en.gz'}",

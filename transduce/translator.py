@@ -131,27 +131,14 @@ class Translator:
         the target term of every entry whose source term occurs in a text must appear in
         its translation (constrained beam search: text/glossary.py,
         search/constraints.py); terms that do not are listed in `missing_terms`."""
-        beam = beam_size if beam_size is not None else self.decode.beam_size
-        nbest = n_best if n_best is not None else self.decode.n_best
-        if beam < 1:
-            raise ValueError(f"beam_size must be >= 1, got {beam}")
-        if not 1 <= nbest <= max(beam, 1):
-            raise ValueError(f"n_best must be between 1 and beam_size ({beam}), got {nbest}")
+        options = self._options(beam_size, n_best, return_attention or replace_unk, sampling,
+                                temperature, top_k, top_p, seed, controls, coverage_penalty,
+                                max_len)
         if glossary is not None and sampling:
             raise ValueError("a glossary needs beam search: sampling cannot guarantee its terms")
-        d = self.decode
-        options = SearchOptions(
-            beam, nbest, return_attention or replace_unk, sampling, temperature, top_k, top_p,
-            torch.Generator().manual_seed(seed) if seed is not None else None,
-            controls or decode_controls(d),
-            d.coverage_penalty if coverage_penalty is None else coverage_penalty,
-            d.max_len if max_len is None else max_len)
-        if options.max_len is not None and options.max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {options.max_len}")
         results: list[Translation | None] = [None] * len(texts)
-        encoded = []  # (text index, part, tokens, ids, constraints)
-        parts: dict[int, dict[int, tuple[list[str], list[Hypothesis]]]] = {}
         terms: dict[int, list[tuple[str, str]]] = {}
+        encoded = []  # (text index, part, tokens, ids, constraints)
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"text {i} must be a string, got {type(text).__name__}")
@@ -166,16 +153,7 @@ class Translator:
                     glossary.matches(self.src.tokenizer.detokenize(piece))
                 encoded.append((i, k, piece, self.src.vocab.encode(piece),
                                 self._constraints(own)))
-        encoded.sort(key=lambda e: len(e[3]))  # similar lengths together: less padding
-        size = batch_size or self.decode.batch_size
-        # Sentences with constraints are decoded apart: the others keep the plain search.
-        groups = ([e for e in encoded if not e[4].phrases], [e for e in encoded if e[4].phrases])
-        chunks = [g[start:start + size] for g in groups for start in range(0, len(g), size)]
-        decoded = self.engine.decode_batches([[e[3] for e in chunk] for chunk in chunks],
-                                             options, [[e[4] for e in chunk] for chunk in chunks])
-        for chunk, hyps in zip(chunks, decoded):
-            for (i, k, tokens, _, _), nb in zip(chunk, hyps):
-                parts.setdefault(i, {})[k] = (tokens, nb)
+        parts = self._decode(encoded, options, batch_size or self.decode.batch_size)
         for i, done in parts.items():
             if len(done) == 1:
                 r = self._translation(texts[i], *done[0], replace_unk)
@@ -184,6 +162,45 @@ class Translator:
             r.missing_terms = [target for _, target in terms[i] if target not in r.text]
             results[i] = r
         return [r for r in results if r is not None]
+
+    def _options(self, beam_size: int | None, n_best: int | None, return_attention: bool,
+                 sampling: bool, temperature: float, top_k: int, top_p: float,
+                 seed: int | None, controls: Controls | None, coverage_penalty: float | None,
+                 max_len: int | None) -> SearchOptions:
+        """One call's SearchOptions, defaults from the decode config; ValueError for values
+        out of range."""
+        d = self.decode
+        beam = beam_size if beam_size is not None else d.beam_size
+        nbest = n_best if n_best is not None else d.n_best
+        if beam < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam}")
+        if not 1 <= nbest <= max(beam, 1):
+            raise ValueError(f"n_best must be between 1 and beam_size ({beam}), got {nbest}")
+        max_len = d.max_len if max_len is None else max_len
+        if max_len is not None and max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        return SearchOptions(
+            beam, nbest, return_attention, sampling, temperature, top_k, top_p,
+            torch.Generator().manual_seed(seed) if seed is not None else None,
+            controls or decode_controls(d),
+            d.coverage_penalty if coverage_penalty is None else coverage_penalty, max_len)
+
+    def _decode(self, encoded: list[tuple[int, int, list[str], list[int], Constraints]],
+                options: SearchOptions, size: int
+                ) -> dict[int, dict[int, tuple[list[str], list[Hypothesis]]]]:
+        """Sorted by length into batches of `size` (those with constraints apart: the
+        others keep the plain search), decoded by the engine; text index -> part ->
+        (tokens, hypotheses)."""
+        encoded = sorted(encoded, key=lambda e: len(e[3]))  # similar lengths: less padding
+        groups = ([e for e in encoded if not e[4].phrases], [e for e in encoded if e[4].phrases])
+        chunks = [g[start:start + size] for g in groups for start in range(0, len(g), size)]
+        decoded = self.engine.decode_batches([[e[3] for e in chunk] for chunk in chunks],
+                                             options, [[e[4] for e in chunk] for chunk in chunks])
+        parts: dict[int, dict[int, tuple[list[str], list[Hypothesis]]]] = {}
+        for chunk, hyps in zip(chunks, decoded):
+            for (i, k, tokens, _, _), nb in zip(chunk, hyps):
+                parts.setdefault(i, {})[k] = (tokens, nb)
+        return parts
 
     def source_limit(self) -> int | None:
         """The most source tokens (</s> included) one search takes: within the model's

@@ -19,14 +19,14 @@ from marian_dirs import make_marian_dir, read_lines  # tests/marian_dirs.py
 from safetensors.torch import load_file, save_file
 
 from transduce.cli import main
-from transduce.config import load_config, save_config
+from transduce.config import TokenizerConfig, load_config, save_config
 from transduce.data.batching import collate
 from transduce.hf.marian_export import export_marian
 from transduce.hf.marian_import import import_marian
 from transduce.models import build_model
 from transduce.models.transformer import FeedForward, PositionalEmbedding, sinusoidal_table
 from transduce.search import beam_search, greedy_search, max_lengths
-from transduce.text import Codec, WordTokenizer, load_codecs, save_codecs
+from transduce.text import Codec, WordTokenizer, build_codecs, load_codecs, save_codecs
 from transduce.text.vocab import Vocab
 from transduce.training.checkpoint import save_weights
 from transduce.translator import Translator, load_model
@@ -236,11 +236,41 @@ def test_export_round_trip(marian, lines, tmp_path: Path, variant: dict) -> None
         theirs_ids = generated(hf, b.src_ids[i][b.src_mask[i]], int(limit[i]), tgt.vocab.eos_id,
                                num_beams=1)
         assert greedy[i].text == tokenizer.decode(theirs_ids, skip_special_tokens=True)
+    # as users call it: generate's output starts with the start token, which batch_decode
+    # must drop (<s> of transduce's vocabularies is registered as a special token)
+    with torch.no_grad():
+        full = hf.generate(input_ids=b.src_ids[:1, : int(b.src_mask[0].sum())], num_beams=1,
+                           do_sample=False, max_new_tokens=int(limit[0]))
+    assert tokenizer.batch_decode(full, skip_special_tokens=True) == [greedy[0].text]
     assert hf.generation_config.num_beams == translator.decode.beam_size  # the model's default
     back = import_marian(out, tmp_path / "back")  # and in again: the same function
     _, again, _, _ = load_model(back)
     with torch.no_grad():
         assert (again.eval()(b.src_ids, b.src_mask, b.tgt_in) - ours).abs().max() <= 1e-4
+
+
+def test_export_of_transduce_vocabularies_decodes_as_users_call_it(lines, tmp_path: Path
+                                                                  ) -> None:
+    """transduce's own SentencePiece vocabulary (<s> at id 2, the decoder's start): generate's
+    outputs begin with <s>, which batch_decode(skip_special_tokens=True) must drop."""
+    codecs = build_codecs(TokenizerConfig(kind="sentencepiece", vocab_size=400),
+                          lines["en"], lines["de"])
+    assert codecs[1].vocab.start_id == codecs[1].vocab.bos_id == 2
+    ours_dir = own_model(tmp_path / "own", codecs, share_embeddings=True)
+    out = export_marian(ours_dir, tmp_path / "hf")
+    hf, tokenizer = hf_model(out), transformers.MarianTokenizer.from_pretrained(out)
+    translator = Translator.load(ours_dir)
+    texts = lines["test"][:4]
+    want = [t.text for t in translator.translate(texts, beam_size=1)]
+    d = translator.decode
+    for text, ours in zip(texts, want):
+        ids = tokenizer(text, return_tensors="pt").input_ids
+        with torch.no_grad():
+            full = hf.generate(input_ids=ids, num_beams=1, do_sample=False,
+                               max_new_tokens=int(ids.size(1) * d.max_len_ratio) +
+                               d.max_len_offset)
+        assert full[0, 0].item() == 2  # the start token, <s>
+        assert tokenizer.batch_decode(full, skip_special_tokens=True) == [ours]
 
 
 def test_export_refuses_what_marian_cannot_compute(marian, tmp_path: Path) -> None:

@@ -162,8 +162,11 @@ def write_tokenizer(out: Path, cfg: Config, src: Codec, tgt: Codec) -> None:
     if separate:
         write_json(out / "target_vocab.json", tgt.vocab.stoi)
     v = tgt.vocab
-    write_json(out / "tokenizer_config.json", {
+    config = {
         "tokenizer_class": "MarianTokenizer", "separate_vocabs": separate,
         "source_lang": cfg.data.src_lang, "target_lang": cfg.data.tgt_lang,
         "unk_token": v.itos[v.unk_id], "eos_token": v.itos[v.eos_id],
-        "pad_token": v.itos[v.pad_id], "model_max_length": cfg.model.max_positions})
+        "pad_token": v.itos[v.pad_id], "model_max_length": cfg.model.max_positions}
+    if v.bos_id is not None:  # the decoder's start token: generate's outputs begin with it,
+        config["bos_token"] = v.itos[v.bos_id]  # and decode(skip_special_tokens) drops it
+    write_json(out / "tokenizer_config.json", config)
