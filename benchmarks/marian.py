@@ -11,10 +11,12 @@ weights, built locally from a MarianConfig (no download; tests/marian_dirs.py):
   greedy;
 - speed on --threads threads, beam --beam, batch --batch-size, in interleaved rounds:
   transduce PyTorch, transduce int8, transduce's CTranslate2 export, transformers' generate
-  (tokenization and detokenization included everywhere). Random weights never learn to stop,
-  so most outputs run to the length limit (1.5 x source + 10): long outputs for all four.
+  (tokenization and detokenization included everywhere; every engine sorts sentences by
+  length into batches). Random weights never learn to stop: the `</s>` logit gets a bias
+  (--eos-bias; 4 gives outputs of about the source's length on Multi30k, 3 or less runs
+  nearly all of them to the length limit, 4.5 or more ends them at once).
 
-    python benchmarks/marian.py [--sentences 200] [--rounds 3] [--no-speed] \
+    python benchmarks/marian.py [--sentences 200] [--rounds 3] [--eos-bias 4] [--no-speed] \
         [--json-out benchmarks/results/marian.json]
 
 A quick check of the script: --sentences 20 --rounds 1 --layers 2 --d-model 128.
@@ -96,7 +98,10 @@ def fidelity(hf_dir: Path, model_dir: Path, src: list[str], ref: list[str],
     return {"max_abs_logit_diff": worst, "sentences": len(src),
             "greedy_identical": sum(a == b for a, b in zip(greedy, hf_greedy)),
             "beam4_identical": sum(a == b for a, b in zip(beam, hf_beam)),
-            "ended_before_limit": sum(len(g) + 1 < lim for g, lim in zip(greedy, limits))}
+            "ended_before_limit": sum(len(g) + 1 < lim for g, lim in zip(greedy, limits)),
+            "mean_output_tokens": round(sum(len(g) for g in greedy) / max(len(greedy), 1), 1),
+            "mean_source_tokens": round(sum(len(s.encode(x)) for x in src) / max(len(src), 1),
+                                        1)}
 
 
 def round_trips(hf_dir: Path, model_dir: Path, work: Path, src: list[str]) -> dict:
@@ -147,10 +152,14 @@ def speed(hf_dir: Path, model_dir: Path, work: Path, src: list[str], beam: int, 
     tokenizer = MarianTokenizer.from_pretrained(hf_dir)
     d = Translator.load(model_dir).decode
 
+    # Sorted by length into batches, as transduce's Translator does (less padding, and a
+    # batch's length limit close to each of its sentences' own).
+    by_length = sorted(src, key=lambda x: len(tokenizer(x).input_ids))
+
     def transformers_generate() -> list[str]:
         out = []
-        for start in range(0, len(src), batch):
-            enc = tokenizer(src[start:start + batch], return_tensors="pt", padding=True)
+        for start in range(0, len(by_length), batch):
+            enc = tokenizer(by_length[start:start + batch], return_tensors="pt", padding=True)
             limit = int(int(enc.attention_mask.sum(1).max()) * d.max_len_ratio) + \
                 d.max_len_offset
             with torch.no_grad():
@@ -191,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--eos-bias", type=float, default=1.0,
+    p.add_argument("--eos-bias", type=float, default=4.0,
                    help="final logits bias of </s> in the random model: higher ends outputs "
                    "sooner (random weights otherwise run to the length limit)")
     p.add_argument("--no-speed", action="store_true", help="fidelity and round trips only")
@@ -224,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             ("greedy = generate", f"{fid['greedy_identical']}/{n}"),
             ("beam 4 = generate (length_penalty 0)", f"{fid['beam4_identical']}/{n}"),
             ("outputs ended before the length limit", f"{fid['ended_before_limit']}/{n}"),
+            ("mean tokens, output (greedy) / source",
+             f"{fid['mean_output_tokens']} / {fid['mean_source_tokens']}"),
             ("transduce -> HF export: transformers greedy = transduce greedy",
              f"{trips['transduce_to_hf_greedy_identical']}/{n}"),
             ("HF -> transduce -> CT2 export: greedy = transformers greedy",

@@ -137,7 +137,10 @@ def cmd_data_cmudict(args: argparse.Namespace) -> int:
 
 
 def _read_input(path: str | None) -> Iterator[tuple[int, str]]:
-    stream = open(path, "rb") if path and path != "-" else sys.stdin.buffer
+    """(line number, line) of a file (gzip if it ends in .gz) or stdin."""
+    from transduce.data.sources import open_bytes
+
+    stream = open_bytes(path) if path and path != "-" else sys.stdin.buffer
     name = path if path and path != "-" else "<stdin>"
     with stream:
         for number, raw in enumerate(stream, start=1):
@@ -184,10 +187,15 @@ def _translate_document(args: argparse.Namespace, translator, glossary) -> int:
     if args.n_best or args.sample or args.alignments or args.scores:
         raise UsageError("--document writes the translated text only: drop --n-best, "
                          "--sample, --alignments and --scores")
-    if args.input and args.input != "-":
-        text = Path(args.input).read_text(encoding="utf-8")
-    else:
-        text = sys.stdin.read()
+    from transduce.data.sources import open_bytes
+
+    name = args.input if args.input and args.input != "-" else "<stdin>"
+    with open_bytes(args.input) if name != "<stdin>" else sys.stdin.buffer as stream:
+        raw = stream.read()
+    try:
+        text = raw.decode("utf-8")  # line endings as they are: the output keeps them
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{name}: not valid UTF-8 at byte {e.start} ({e.reason})") from None
     lang = load_config(Path(args.model_dir) / "config.yaml").data.src_lang
     translated, results = translate_document(translator, text, lang,
                                              **_translate_options(args, translator, glossary))

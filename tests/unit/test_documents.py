@@ -127,6 +127,14 @@ def test_cli_document_and_glossary(demo_model_dir: Path, tmp_path: Path, demo_tr
     assert r.returncode == 0, r.stderr
     lines = r.stdout.split("\n")
     assert len(lines) == 4 and lines[1] == "" and lines[2].startswith("  ") and lines[0]
+    packed = tmp_path / "doc.txt.gz"  # gzip input, CRLF line endings kept
+    packed.write_bytes(gzip.compress(doc.replace("\n", "\r\n").encode("utf-8")))
+    out = tmp_path / "doc.out"
+    r = run_cli("translate", str(demo_model_dir), "--document", "--beam", "1", "-i", str(packed),
+                "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    text = out.read_bytes().decode("utf-8")
+    assert text.count("\r\n") == 3 and text.replace("\r\n", "\n") == "\n".join(lines)
     terms = tmp_path / "terms.tsv"
     terms.write_text(f"# glossary\ncat\t{LEXICON['king']}\n", encoding="utf-8")
     r = run_cli("translate", str(demo_model_dir), "--glossary", str(terms),

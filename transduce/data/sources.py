@@ -38,7 +38,8 @@ class BadLines:
             self.first.append(where)
 
 
-def _open(path: str | Path) -> IO[bytes]:
+def open_bytes(path: str | Path) -> IO[bytes]:
+    """A file as bytes, decompressed if it ends in .gz; CorpusError if it is missing."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"file not found: {path}")
@@ -128,7 +129,7 @@ def _decode_lines(raw: list[bytes], path: str, first: int, on_bad_line: str,
 
 def _text_chunks(src: str, tgt: str, on_bad_line: str, bad: BadLines,
                  size: int) -> Iterator[tuple[list[str], list[str]]]:
-    with _open(src) as fs, _open(tgt) as ft:
+    with open_bytes(src) as fs, open_bytes(tgt) as ft:
         first = 1  # the line number of the chunk's first line
         while True:
             raw_s, raw_t = list(islice(fs, size)), list(islice(ft, size))
@@ -151,7 +152,7 @@ def _text_chunks(src: str, tgt: str, on_bad_line: str, bad: BadLines,
 def _tsv_pairs(path: str, src_col: int, tgt_col: int, on_bad_line: str,
                bad: BadLines) -> Iterator[Pair]:
     need = max(src_col, tgt_col) + 1
-    with _open(path) as f:
+    with open_bytes(path) as f:
         for number, raw in enumerate(f, start=1):
             line = _decode(raw, path, number, on_bad_line, bad)
             if line is None:
@@ -174,7 +175,7 @@ def _field(obj: object, dotted: str) -> object:
 
 def _jsonl_pairs(path: str, src_key: str, tgt_key: str, on_bad_line: str,
                  bad: BadLines) -> Iterator[Pair]:
-    with _open(path) as f:
+    with open_bytes(path) as f:
         for number, raw in enumerate(f, start=1):
             line = _decode(raw, path, number, on_bad_line, bad)
             if line is None:
