@@ -3,8 +3,8 @@
 Transformer trained by transduce (post-norm, so that it exports as MarianMT), exported with
 `export --format hf`, imported back with `transduce import`, then fine-tuned for a few
 minutes on another domain (Tatoeba en-de) with `model.init`. Test BLEU on both domains
-before and after (catastrophic forgetting shown, not hidden), and whether the round trip
-changed any output.
+before and after (catastrophic forgetting shown, not hidden), whether the round trip
+changed any output, and whether `transformers` decodes the export as transduce does.
 
     python benchmarks/marian_finetune.py [--train-minutes 15] [--finetune-minutes 5]
         [--work DIR] [--json-out benchmarks/results/marian_finetune.json]
@@ -53,6 +53,37 @@ def bleu(model_dir: Path, beam: int) -> dict[str, float]:
     return out
 
 
+def hf_agreement(model_dir: Path, hf_dir: Path, sentences: int = 200) -> dict[str, int]:
+    """transformers' generate on the exported directory against transduce on the model:
+    identical outputs out of `sentences`, greedy and beam 4 (length penalty 0 on both
+    sides, generate with early_stopping), each sentence with transduce's length limit."""
+    import torch
+    from transformers import MarianMTModel, MarianTokenizer
+
+    from transduce.translator import Translator
+
+    with gzip.open(TESTS["multi30k test_2016_flickr"][0], "rt", encoding="utf-8") as f:
+        src = [line.strip() for _, line in zip(range(sentences), f)]
+    ours = Translator.load(model_dir)
+    ours.decode = ours.engine.decode = ours.decode.model_copy(update={"length_penalty": 0.0})
+    hf, tokenizer = MarianMTModel.from_pretrained(hf_dir).eval(), \
+        MarianTokenizer.from_pretrained(hf_dir)
+    out = {}
+    for beam in (1, 4):
+        texts = [t.text for t in ours.translate(src, beam_size=beam)]
+        same = 0
+        for text, mine in zip(src, texts):
+            ids = tokenizer(text, return_tensors="pt").input_ids
+            limit = int(ids.size(1) * ours.decode.max_len_ratio) + ours.decode.max_len_offset
+            with torch.no_grad():
+                theirs = hf.generate(input_ids=ids, num_beams=beam, do_sample=False,
+                                     max_new_tokens=limit, length_penalty=0.0,
+                                     early_stopping=True)
+            same += tokenizer.batch_decode(theirs, skip_special_tokens=True)[0] == mine
+        out[f"beam{beam}_identical"] = same
+    return {**out, "sentences": len(src)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--train-minutes", type=float, default=15.0)
@@ -83,6 +114,7 @@ def main() -> int:
     before_trip = transduce("translate", str(base), "-i", str(sample), "--beam", "5")
     after_trip = transduce("translate", str(imported), "-i", str(sample), "--beam", "5")
     same = sum(a == b for a, b in zip(before_trip.splitlines(), after_trip.splitlines()))
+    agreement = hf_agreement(base, hf_dir)
     rows = {"trained on Multi30k (transduce)": bleu(base, args.beam),
             "exported to HF and imported back": bleu(imported, args.beam)}
     # The recipe's data and training settings; the model and tokenizers come from model.init
@@ -109,12 +141,15 @@ def main() -> int:
         print(f"{model:<36} " + " ".join(f"{scores[n]:>26.2f}" for n in names))
     print(f"round trip transduce -> HF -> transduce: {same}/{len(before_trip.splitlines())} "
           "test outputs identical (beam 5)")
+    print(f"transformers' generate on the HF export = transduce: greedy "
+          f"{agreement['beam1_identical']}/{agreement['sentences']}, beam 4 "
+          f"{agreement['beam4_identical']}/{agreement['sentences']}")
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(
         {"work": str(work), "train_minutes": args.train_minutes,
          "finetune_minutes": args.finetune_minutes, "finetune_lr": args.finetune_lr,
          "bleu": rows, "round_trip_identical": same,
-         "round_trip_sentences": len(before_trip.splitlines()),
+         "round_trip_sentences": len(before_trip.splitlines()), "hf_generate": agreement,
          "wall_minutes": round((time.time() - tick) / 60, 1)}, indent=1) + "\n")
     print(f"wrote {args.json_out}")
     return 0
