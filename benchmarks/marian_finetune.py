@@ -65,7 +65,7 @@ def hf_agreement(model_dir: Path, hf_dir: Path, sentences: int = 200) -> dict[st
     with gzip.open(TESTS["multi30k test_2016_flickr"][0], "rt", encoding="utf-8") as f:
         src = [line.strip() for _, line in zip(range(sentences), f)]
     ours = Translator.load(model_dir)
-    ours.decode = ours.engine.decode = ours.decode.model_copy(update={"length_penalty": 0.0})
+    ours.decode = ours.decode.model_copy(update={"length_penalty": 0.0})
     hf, tokenizer = MarianMTModel.from_pretrained(hf_dir).eval(), \
         MarianTokenizer.from_pretrained(hf_dir)
     out = {}

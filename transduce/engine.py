@@ -35,6 +35,7 @@ from transduce.text import Vocab
 class Engine(Protocol):
     """Decodes batches of source ids (without </s>: the engine adds what its model needs)."""
 
+    decode: DecodeConfig  # length limits and penalties (the Translator's defaults too)
     quantize: str  # "none" or "int8": how the weights are held
     max_positions: int | None  # the longest sequence the model takes; None: no limit
 

@@ -55,10 +55,17 @@ class Translator:
     """Tokenizers, decoding defaults and an engine (engine.py) that runs the search:
     `Translator.load` picks PyTorch for a model directory and CTranslate2 for an export."""
 
-    def __init__(self, src: Codec, tgt: Codec, engine: Engine,
-                 decode: DecodeConfig | None = None):
+    def __init__(self, src: Codec, tgt: Codec, engine: Engine):
         self.src, self.tgt, self.engine = src, tgt, engine
-        self.decode = decode or DecodeConfig()
+
+    @property
+    def decode(self) -> DecodeConfig:
+        """The decoding defaults: the engine's, so that both read one record."""
+        return self.engine.decode
+
+    @decode.setter
+    def decode(self, value: DecodeConfig) -> None:
+        self.engine.decode = value
 
     @classmethod
     def from_model(cls, model: Seq2Seq | Ensemble, src: Codec, tgt: Codec,
@@ -66,8 +73,7 @@ class Translator:
                    quantize: str | None = None) -> Translator:
         """A PyTorch model in memory (training's validation, tests, notebooks)."""
         decode = decode or DecodeConfig()
-        return cls(src, tgt, TorchEngine(model, src.vocab, tgt.vocab, decode, device, quantize),
-                   decode)
+        return cls(src, tgt, TorchEngine(model, src.vocab, tgt.vocab, decode, device, quantize))
 
     @property
     def quantize(self) -> str:
@@ -85,7 +91,7 @@ class Translator:
         `quantize` overrides the model's decode.quantize."""
         if is_export(model_dir):
             engine, cfg, src, tgt = CTranslate2Engine.from_export(model_dir, device, quantize)
-            return cls(src, tgt, engine, cfg.decode)
+            return cls(src, tgt, engine)
         cfg, model, src, tgt = load_model(model_dir, weights)
         return cls.from_model(model, src, tgt, cfg.decode, device, quantize)
 
