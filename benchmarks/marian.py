@@ -10,9 +10,12 @@ weights, built locally from a MarianConfig (no download; tests/marian_dirs.py):
   against transduce's greedy; the import exported to CTranslate2 against transformers'
   greedy;
 - speed on --threads threads, beam --beam, batch --batch-size, in interleaved rounds:
-  transduce PyTorch, transduce int8, transduce's CTranslate2 export, transformers' generate
-  (tokenization and detokenization included everywhere; every engine sorts sentences by
-  length into batches). Random weights never learn to stop: the `</s>` logit gets a bias
+  transduce PyTorch, transduce int8, transduce's CTranslate2 export (float32 and int8),
+  transformers' generate (tokenization and detokenization included everywhere; every
+  engine sorts sentences by length into batches; the fidelity check's search settings,
+  length penalty 0 and generate(early_stopping=True), so that the engines do the same
+  work; each engine's mean output length is reported, in target SentencePiece pieces after
+  re-encoding its text). Random weights never learn to stop: the `</s>` logit gets a bias
   (--eos-bias; 4 gives outputs of about the source's length on Multi30k, 3 or less runs
   nearly all of them to the length limit, 4.5 or more ends them at once).
 
@@ -136,18 +139,23 @@ def round_trips(hf_dir: Path, model_dir: Path, work: Path, src: list[str]) -> di
 
 
 def speed(hf_dir: Path, model_dir: Path, work: Path, src: list[str], beam: int, batch: int,
-          rounds: int) -> dict[str, list[float]]:
+          rounds: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Sentences/s of each engine in each round, and the mean length of its outputs in
+    target tokens (int8 engines change the random model's outputs, and so their length)."""
     from transformers import MarianMTModel, MarianTokenizer
 
     from transduce.translator import Translator
 
     ct2_dir = work / "ct2"  # written by round_trips
-    engines: dict[str, Callable[[], object]] = {}
+    engines: dict[str, Callable[[], list[str]]] = {}
     for name, translator in (("transduce torch", Translator.load(model_dir)),
                              ("transduce int8", Translator.load(model_dir, quantize="int8")),
-                             ("transduce ctranslate2", Translator.load(ct2_dir))):
-        engines[name] = (lambda tr=translator: tr.translate(src, beam_size=beam,
-                                                            batch_size=batch))
+                             ("transduce ctranslate2", Translator.load(ct2_dir)),
+                             ("transduce ctranslate2 int8",
+                              Translator.load(ct2_dir, quantize="int8"))):
+        translator.decode = translator.decode.model_copy(update={"length_penalty": 0.0})
+        engines[name] = (lambda tr=translator: [r.text for r in tr.translate(
+            src, beam_size=beam, batch_size=batch)])
     hf = MarianMTModel.from_pretrained(hf_dir).eval()
     tokenizer = MarianTokenizer.from_pretrained(hf_dir)
     d = Translator.load(model_dir).decode
@@ -163,14 +171,17 @@ def speed(hf_dir: Path, model_dir: Path, work: Path, src: list[str], beam: int, 
             limit = int(int(enc.attention_mask.sum(1).max()) * d.max_len_ratio) + \
                 d.max_len_offset
             with torch.no_grad():
-                ids = hf.generate(**enc, num_beams=beam, max_new_tokens=limit)
+                ids = hf.generate(**enc, num_beams=beam, max_new_tokens=limit,
+                                  length_penalty=0.0, early_stopping=True)
             out += tokenizer.batch_decode(ids, skip_special_tokens=True)
         return out
 
     engines["transformers generate"] = transformers_generate
     times: dict[str, list[float]] = {name: [] for name in engines}
-    for fn in engines.values():
-        fn()  # warm-up
+    lengths = {}
+    for name, fn in engines.items():  # warm-up
+        outputs = tokenizer(text_target=fn()).input_ids  # each ends with </s>
+        lengths[name] = round(sum(len(x) - 1 for x in outputs) / len(outputs), 1)
     for r in range(rounds):
         for name in (list(engines) if r % 2 == 0 else list(engines)[::-1]):
             tick = time.perf_counter()
@@ -178,7 +189,7 @@ def speed(hf_dir: Path, model_dir: Path, work: Path, src: list[str], beam: int, 
             times[name].append(round(len(src) / (time.perf_counter() - tick), 2))
         print(f"round {r + 1}/{rounds}: " + ", ".join(f"{n} {v[-1]:.1f}"
                                                      for n, v in times.items()), flush=True)
-    return times
+    return times, lengths
 
 
 def table(rows: list[tuple[str, str]]) -> str:
@@ -239,13 +250,14 @@ def main(argv: list[str] | None = None) -> int:
              f"{trips['transduce_to_hf_greedy_identical']}/{n}"),
             ("HF -> transduce -> CT2 export: greedy = transformers greedy",
              f"{trips['hf_to_transduce_to_ct2_greedy_identical']}/{n}")]
-    times = {} if args.no_speed else speed(hf_dir, model_dir, work, src, args.beam,
-                                           args.batch_size, args.rounds)
+    times, lengths = ({}, {}) if args.no_speed else speed(
+        hf_dir, model_dir, work, src, args.beam, args.batch_size, args.rounds)
     base = times.get("transformers generate")
     for name, values in times.items():
         ratio = statistics.median(a / b for a, b in zip(values, base)) if base else 0.0
         rows.append((f"{name} (sentences/s, median)",
-                     f"{statistics.median(values):.1f}  ({ratio:.2f}x transformers)"))
+                     f"{statistics.median(values):.1f}  ({ratio:.2f}x transformers; "
+                     f"outputs {lengths[name]} tokens)"))
     print(table(rows))
     meta = {"sentences": n, "eos_bias": args.eos_bias, "layers": args.layers,
             "d_model": args.d_model, "heads": args.heads, "ff": args.ff, "vocab": vocab,
@@ -254,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps({"meta": meta, "fidelity": fid, "round_trips": trips,
-                                         "sentences_per_s": times}, indent=1) + "\n",
+                                         "sentences_per_s": times,
+                                         "mean_output_tokens": lengths}, indent=1) + "\n",
                              encoding="utf-8")
     print(f"wrote {args.json_out}")
     return 0

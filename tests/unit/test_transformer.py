@@ -129,7 +129,8 @@ def test_incremental_decoding_equals_full_sequence(variant, use_cache):
     model = tiny(**VARIANTS[variant])
     model.decoder.use_cache = use_cache
     src, src_mask = padded(random_rows(3, 3, 9, seed=7))
-    tgt_in = torch.tensor([[BOS] + r for r in random_rows(3, 7, 7, seed=8)])
+    # 21 positions: past the 16 that the cache has room for at the start, so it grows
+    tgt_in = torch.tensor([[BOS] + r for r in random_rows(3, 20, 20, seed=8)])
     with torch.no_grad():
         full = torch.log_softmax(model(src, src_mask, tgt_in), -1)
         full_attn = model.attention(src, src_mask, tgt_in)
@@ -157,6 +158,40 @@ def test_state_select_reorders_every_cache():
             _, sub_state, _ = model.step(prefix[index, t], sub_state, sub_enc)
         direct, _, _ = model.step(torch.tensor([7, 8]), sub_state, sub_enc)
     torch.testing.assert_close(picked, direct, atol=1e-5, rtol=1e-5)
+
+
+def test_reordering_moves_cache_rows_in_place_or_into_spare_buffers():
+    """A reordering that moves few rows copies them in place; one that moves most copies
+    into the buffers the previous copy left spare; dropping rows reuses them too. After
+    each, a step equals decoding the selected rows in a batch of their own."""
+    model = tiny(seed=17)
+    src, src_mask = padded(random_rows(6, 4, 8, seed=18))
+    prefix = torch.tensor(random_rows(6, 3, 3, seed=19))
+
+    def decoded(rows: torch.Tensor, capacity: int = 16):
+        enc = model.encode(src[rows], src_mask[rows])
+        state = model.decoder.start(enc, capacity)
+        for t in range(3):
+            _, state, _ = model.step(prefix[rows, t], state, enc)
+        return state, enc
+
+    with torch.no_grad():
+        state, enc = decoded(torch.arange(6), capacity=2)  # grew from 2 to 4 positions
+        assert state.past[0][0].size(1) == 4
+        rows, pointers = torch.arange(6), []
+        for index in ([0, 1, 2, 3, 5, 4], [5, 4, 3, 2, 1, 0], [1, 0, 3, 2, 5, 4], [0, 2, 5]):
+            index = torch.tensor(index)
+            pointers.append(state.past[0][0].data_ptr())
+            state, enc, rows = state.select(index), enc.select(index), rows[index]
+            ours, _, _ = model.step(prefix[rows, 0], state, enc)
+            ref_state, ref_enc = decoded(rows)
+            direct, _, _ = model.step(prefix[rows, 0], ref_state, ref_enc)
+            torch.testing.assert_close(ours, direct, atol=1e-5, rtol=1e-5)
+        pointers.append(state.past[0][0].data_ptr())
+    assert pointers[1] == pointers[0]  # two rows moved: in place
+    assert pointers[2] != pointers[1]  # all moved: into new buffers, the old ones spare
+    assert pointers[3] == pointers[1]  # all moved again: into the spare ones
+    assert pointers[4] == pointers[2]  # rows dropped: into the spare ones too
 
 
 def test_beam_state_shares_the_memory_of_a_sentence():

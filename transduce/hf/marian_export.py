@@ -48,7 +48,9 @@ def exportable(cfg: Config, src: Codec, tgt: Codec) -> None:
         why = f"model.arch is {m.arch}; MarianMT is a Transformer"
     elif m.pre_norm:
         why = ("model.pre_norm is true; MarianMT's layers are post-norm (LayerNorm after "
-               "the residual sum), which computes something else")
+               "the residual sum), which computes something else, and no pre-norm "
+               "architecture of transformers computes what transduce's does (see "
+               "docs/marian.md); train with model.pre_norm=false to export")
     elif m.positions == "learned":
         why = "model.positions is learned; MarianMT has sinusoidal positions only"
     elif m.hidden_size % 2:

@@ -232,16 +232,20 @@ class DecoderLayer(nn.Module):
             Residual(spec.d_model, spec.dropout, spec.pre_norm) for _ in range(3))
 
     def forward(self, x: torch.Tensor, past: KV | None, memory: KV, mask: torch.Tensor,
-                need_weights: bool,
-                beams: int = 1) -> tuple[torch.Tensor, KV, torch.Tensor | None]:
-        """x (B, T, D) new positions; past self-attention keys/values (B, H, t, Dh) or None
-        for a whole sequence (then attention is causal); memory keys/values (B / beams, H, S,
-        Dh) and mask (B / beams, 1, 1, S), each shared by `beams` consecutive rows of x.
-        Returns (B, T, D), keys/values (B, H, t + T, Dh), weights (B, H, T, S) or None."""
+                need_weights: bool, beams: int = 1,
+                length: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, D) new positions; past self-attention key/value buffers (B, capacity, H,
+        Dh) holding `length` positions, or None for a whole sequence (then attention is
+        causal); memory keys/values (B / beams, H, S, Dh) and mask (B / beams, 1, 1, S), each
+        shared by `beams` consecutive rows of x. The new positions' keys/values are written
+        into `past` in place. Returns (B, T, D) and weights (B, H, T, S) or None."""
         h = self.res_self.enter(x)
         k, v = self.self_attn.project_kv(h)  # (B, H, T, Dh)
         if past is not None:  # one step at a time: the new position sees all of the past
-            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+            end = length + k.size(2)
+            past[0][:, length:end] = k.transpose(1, 2)
+            past[1][:, length:end] = v.transpose(1, 2)
+            k, v = past[0][:, :end].transpose(1, 2), past[1][:, :end].transpose(1, 2)
         x = self.res_self.leave(x, self.self_attn(h, (k, v), causal=past is None)[0])
         # The beams of a sentence query its memory together, as beams * T positions.
         B, T, D = x.shape
@@ -252,31 +256,72 @@ class DecoderLayer(nn.Module):
             weights = weights.view(B // beams, -1, beams, T, S).transpose(1, 2) \
                 .reshape(B, -1, T, S)
         x = self.res_cross.leave(x, y.reshape(B, T, D))
-        return self.res_ff.leave(x, self.ff(self.res_ff.enter(x))), (k, v), weights
+        return self.res_ff.leave(x, self.ff(self.res_ff.enter(x))), weights
+
+
+def take_rows(buffer: torch.Tensor, rows: torch.Tensor, length: int,
+              out: torch.Tensor | None = None, capacity: int | None = None) -> torch.Tensor:
+    """A cache buffer (rows, capacity, H, Dh) whose first `length` positions are those of
+    `buffer`'s rows `rows`; only those positions are copied (one block per row). `out` is a
+    buffer of the same capacity with at least that many rows to reuse, else a new one."""
+    if out is None:
+        out = buffer.new_empty((rows.numel(), capacity or buffer.size(1)) + buffer.shape[2:])
+    out = out[:rows.numel()]
+    torch.index_select(buffer[:, :length], 0, rows, out=out[:, :length])
+    return out
 
 
 @dataclass
 class TransformerState:
     """Per-layer caches for incremental decoding; every tensor is batch-first.
 
-    Beam search (`expand`) keeps one copy of the encoder memory per sentence, shared by that
+    The self-attention caches are buffers with room for more positions than decoded so far
+    (`length`): each step writes its position into them in place, and `select` copies the
+    rows it keeps into the spare buffers of the previous select, so that decoding allocates
+    (and the OS zeroes) no new memory at each step. A state is therefore used once: go on
+    from the state that `step`, `select` or `expand` returns, as every search does. Beam
+    search (`expand`) keeps one copy of the encoder memory per sentence, shared by that
     sentence's `beams` consecutive hypothesis rows: reordering hypotheses within their
     sentences then moves only the self-attention caches.
     """
 
-    past: list[KV]  # self-attention keys/values of the positions decoded so far (N, H, t, Dh)
+    past: list[KV]  # self-attention key/value buffers (N, capacity, H, Dh), [:length] filled
     memory: list[KV]  # cross-attention keys/values of the encoder memory (N / beams, H, S, Dh)
     src_mask: torch.Tensor  # (N / beams, S) True at real source tokens
     prefix: torch.Tensor | None = None  # (N, t, D) raw embeddings, only when not caching
     length: int = 0  # positions decoded so far (t)
     beams: int = 1  # hypothesis rows per memory row
+    spare: list[KV] | None = None  # free buffers of the same capacity as `past`
+
+    def _moved(self, rows: torch.Tensor, capacity: int | None = None) -> dict:
+        """`past` and `spare` after taking rows `rows` (into a larger capacity if given)."""
+        t, n = self.length, rows.numel()
+        if capacity is None and n == self.past[0][0].size(0):  # a reordering, in place
+            moved = (rows != torch.arange(n, device=rows.device)).nonzero().squeeze(1)
+            if moved.numel() < n // 2:  # beams mostly keep their own row: copy the others
+                sources = rows.index_select(0, moved)
+                for buffer in (b for kv in self.past for b in kv):
+                    buffer[:, :t].index_copy_(0, moved, buffer[:, :t].index_select(0, sources))
+                return {"past": self.past, "spare": self.spare}
+        spare = self.spare if capacity is None else None
+        if spare is not None and spare[0][0].size(0) < n:
+            spare = None
+        past = [(take_rows(k, rows, t, None if spare is None else spare[i][0], capacity),
+                 take_rows(v, rows, t, None if spare is None else spare[i][1], capacity))
+                for i, (k, v) in enumerate(self.past)]
+        return {"past": past, "spare": None if capacity is not None else self.past}
+
+    def reserve(self, positions: int) -> TransformerState:
+        """Room for `positions` in the caches (doubling the capacity when it grows)."""
+        capacity = self.past[0][0].size(1) if self.past else positions
+        if positions <= capacity:
+            return self
+        rows = torch.arange(self.past[0][0].size(0), device=self.src_mask.device)
+        return replace(self, **self._moved(rows, max(positions, 2 * capacity)))
 
     def select(self, index: torch.Tensor) -> TransformerState:
         """Rows `index` (N',). With beams > 1 the rows must come in blocks of `beams` from
         one sentence each, as beam search keeps them."""
-        def pick(kvs: list[KV], rows: torch.Tensor) -> list[KV]:
-            return [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in kvs]
-
         prefix = None if self.prefix is None else self.prefix.index_select(0, index)
         sentences = index.view(-1, self.beams) // self.beams  # (N' / beams, beams)
         if self.beams > 1 and not bool((sentences == sentences[:, :1]).all()):
@@ -286,18 +331,17 @@ class TransformerState:
         memory, src_mask = self.memory, self.src_mask
         if rows.numel() != src_mask.size(0) or not torch.equal(
                 rows, torch.arange(rows.numel(), device=rows.device)):
-            memory, src_mask = pick(self.memory, rows), src_mask.index_select(0, rows)
-        return TransformerState(pick(self.past, index), memory, src_mask, prefix, self.length,
-                                self.beams)
+            memory = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in memory]
+            src_mask = src_mask.index_select(0, rows)
+        return replace(self, memory=memory, src_mask=src_mask, prefix=prefix,
+                       **self._moved(index))
 
     def expand(self, beams: int) -> TransformerState:
         """Each hypothesis row repeated `beams` times (consecutively); memory stays shared."""
         rows = torch.arange(self.src_mask.size(0) * self.beams,
                             device=self.src_mask.device).repeat_interleave(beams)
         prefix = None if self.prefix is None else self.prefix.index_select(0, rows)
-        past = [(k.index_select(0, rows), v.index_select(0, rows)) for k, v in self.past]
-        return TransformerState(past, self.memory, self.src_mask, prefix, self.length,
-                                self.beams * beams)
+        return replace(self, prefix=prefix, beams=self.beams * beams, **self._moved(rows))
 
 
 class TransformerDecoder(nn.Module):
@@ -332,20 +376,19 @@ class TransformerDecoder(nn.Module):
         return weights.mean(1) if self.shown_head is None else weights[:, self.shown_head]
 
     def _run(self, x: torch.Tensor, past: list[KV] | None, memory: list[KV],
-             src_mask: torch.Tensor, attention: bool = True,
-             beams: int = 1) -> tuple[torch.Tensor, list[KV], torch.Tensor | None]:
-        """x (B, T, D) with positions added -> hidden (B, T, D), new caches, attn (B, T, S)
-        (None unless `attention`). Memory and src_mask (B / beams, S) are per sentence."""
+             src_mask: torch.Tensor, attention: bool = True, beams: int = 1,
+             length: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, D) with positions added -> hidden (B, T, D), attn (B, T, S) (None unless
+        `attention`). Memory and src_mask (B / beams, S) are per sentence; `past` (caches
+        holding `length` positions, written in place) or None for a whole sequence."""
         mask = src_mask[:, None, None, :]  # (B / beams, 1, 1, S)
-        caches: list[KV] = []
         shown: torch.Tensor | None = None
         for i, layer in enumerate(self.layers):
-            x, kv, weights = layer(x, None if past is None else past[i], memory[i], mask,
-                                   need_weights=attention and i == self.shown_layer,
-                                   beams=beams)
-            caches.append(kv)
+            x, weights = layer(x, None if past is None else past[i], memory[i], mask,
+                               need_weights=attention and i == self.shown_layer, beams=beams,
+                               length=length)
             shown = self._shown(weights) if i == self.shown_layer else shown
-        return self.final_norm(x), caches, shown
+        return self.final_norm(x), shown
 
     def _memory(self, enc: EncoderOutput) -> list[KV]:
         """Cross-attention keys/values of the encoder memory, per layer (B, H, S, Dh)."""
@@ -355,15 +398,16 @@ class TransformerDecoder(nn.Module):
     def forward(self, emb: torch.Tensor,
                 enc: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher forcing: emb (B, T, D) -> hidden (B, T, D), attention (B, T, S)."""
-        hidden, _, attn = self._run(self.positions(emb), None, self._memory(enc), enc.src_mask)
-        return hidden, attn
+        return self._run(self.positions(emb), None, self._memory(enc), enc.src_mask)
 
-    def start(self, enc: EncoderOutput) -> TransformerState:
+    def start(self, enc: EncoderOutput, capacity: int = 16) -> TransformerState:
+        """The state before the first step, with cache room for `capacity` positions (it
+        grows as needed)."""
         B, D = enc.memory.size(0), self.out_dim
-        empty = enc.memory.new_zeros(B, self.heads, 0, D // self.heads)  # (B, H, 0, Dh)
+        past = [tuple(enc.memory.new_empty(B, capacity, self.heads, D // self.heads)
+                      for _ in "kv") for _ in self.layers]  # (B, capacity, H, Dh)
         prefix = None if self.use_cache else enc.memory.new_zeros(B, 0, D)
-        return TransformerState([(empty, empty)] * len(self.layers), self._memory(enc),
-                                enc.src_mask, prefix)
+        return TransformerState(cast(list[KV], past), self._memory(enc), enc.src_mask, prefix)
 
     def step(self, emb: torch.Tensor, state: TransformerState, enc: EncoderOutput,
              attention: bool = True) -> tuple[torch.Tensor, TransformerState,
@@ -372,14 +416,15 @@ class TransformerDecoder(nn.Module):
         The memory comes from `state` (computed once by `start`), not from `enc`."""
         if state.prefix is not None:  # no cache: rerun the whole prefix, keep the last position
             prefix = torch.cat([state.prefix, emb.unsqueeze(1)], 1)  # (B, t + 1, D)
-            hidden, _, attn = self._run(self.positions(prefix), None, state.memory,
-                                        state.src_mask, attention, state.beams)
+            hidden, attn = self._run(self.positions(prefix), None, state.memory,
+                                     state.src_mask, attention, state.beams)
             new = replace(state, prefix=prefix, length=state.length + 1)
             return hidden[:, -1], new, None if attn is None else attn[:, -1]
+        state = state.reserve(state.length + 1)
         x = self.positions(emb.unsqueeze(1), offset=state.length)  # (B, 1, D)
-        hidden, past, attn = self._run(x, state.past, state.memory, state.src_mask, attention,
-                                       state.beams)
-        new = replace(state, past=past, length=state.length + 1)
+        hidden, attn = self._run(x, state.past, state.memory, state.src_mask, attention,
+                                 state.beams, state.length)
+        new = replace(state, length=state.length + 1)
         return hidden[:, 0], new, None if attn is None else attn[:, 0]
 
 
