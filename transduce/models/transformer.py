@@ -276,9 +276,10 @@ class TransformerState:
     """Per-layer caches for incremental decoding; every tensor is batch-first.
 
     The self-attention caches are buffers with room for more positions than decoded so far
-    (`length`): each step writes its position into them in place, and `select` copies the
-    rows it keeps into the spare buffers of the previous select, so that decoding allocates
-    (and the OS zeroes) no new memory at each step. A state is therefore used once: go on
+    (`length`): each step writes its position into them in place; a reordering that moves
+    few rows copies just those, in place, and any other `select` copies the rows it keeps
+    into the spare buffers of the previous copy, so that a step allocates (and the OS
+    zeroes) no new cache memory. A state is therefore used once: go on
     from the state that `step`, `select` or `expand` returns, as every search does. Beam
     search (`expand`) keeps one copy of the encoder memory per sentence, shared by that
     sentence's `beams` consecutive hypothesis rows: reordering hypotheses within their
@@ -404,6 +405,7 @@ class TransformerDecoder(nn.Module):
         """The state before the first step, with cache room for `capacity` positions (it
         grows as needed)."""
         B, D = enc.memory.size(0), self.out_dim
+        capacity = capacity if self.use_cache else 0  # without the cache: empty buffers
         past = [tuple(enc.memory.new_empty(B, capacity, self.heads, D // self.heads)
                       for _ in "kv") for _ in self.layers]  # (B, capacity, H, Dh)
         prefix = None if self.use_cache else enc.memory.new_zeros(B, 0, D)
