@@ -4,13 +4,14 @@ against the recipe's default for the same training time.
     .venv/bin/python benchmarks/tune.py                      # ~80 min on 2 cores
     .venv/bin/python benchmarks/tune.py --trial-steps 20 --final-minutes 1   # a smoke run
     .venv/bin/python benchmarks/tune.py --pruners asha --final-minutes 0     # one more pruner
+    .venv/bin/python benchmarks/tune.py --pruners "" --final-seeds 7         # final runs only
 
 1. `transduce tune configs/multi30k_rnn.yaml` over a grid of 4 learning rates x 3
    dropouts, trials of --trial-steps updates validated 4 times (greedy, the first 300
    validation sentences): once for each of --pruners (none and hyperband; also asha,
    median).
 2. The best config of the pruned study and the recipe's default, each trained for
-   --final-minutes, scored on test_2016_flickr with beam 5.
+   --final-minutes once per --final-seeds, scored on test_2016_flickr with beam 5.
 Prints a table and writes benchmarks/results/tune.json. Run it on a quiet machine.
 """
 
@@ -21,6 +22,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -30,6 +32,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "multi30k_rnn.yaml"
+DEFAULT_SEED = 1234  # train.seed's default, the seed of runs that name none
 SPACE = {"train.lr": [5e-4, 1e-3, 2e-3, 4e-3], "model.dropout": [0.1, 0.2, 0.3]}
 
 
@@ -73,14 +76,14 @@ def study(work: Path, pruner: str, trial_steps: int, threads: int) -> dict:
             "updates": sum(t.user_attrs.get("steps", 0) for t in s.trials)}
 
 
-def final(work: Path, name: str, config: Path, minutes: float, threads: int) -> dict:
-    out = work / f"final-{name}"
-    transduce("train", str(config), "--set", f"train.out_dir={out}",
+def final(work: Path, name: str, config: Path, minutes: float, threads: int, seed: int) -> dict:
+    out = work / f"final-{name}-seed{seed}"
+    transduce("train", str(config), "--set", f"train.out_dir={out}", "--set", f"train.seed={seed}",
               "--set", f"train.max_minutes={minutes}", "--set", "train.max_epochs=1000",
               "--set", f"train.threads={threads}", "--set", "train.progress=false",
               # the recipe's validation, not the short trials' (best.yaml keeps their --set)
               "--set", "train.valid_every=1000", "--set", "train.valid_max_sentences=null",
-              log=work / f"final-{name}.log")
+              log=work / f"final-{name}-seed{seed}.log")
     data = Path(os.environ.get("TRANSDUCE_DATA", ROOT.parent / "shared" / "data")) / "multi30k"
     result = subprocess.run([sys.executable, "-m", "transduce", "evaluate", str(out),
                              "--src", str(data / "test_2016_flickr.en.gz"),
@@ -89,7 +92,7 @@ def final(work: Path, name: str, config: Path, minutes: float, threads: int) -> 
                             capture_output=True, text=True, check=True)
     scores = json.loads(result.stdout)
     steps = [json.loads(x)["step"] for x in (out / "train_log.jsonl").read_text().splitlines()]
-    return {"name": name, "config": str(config), "minutes": minutes,
+    return {"name": name, "seed": seed, "config": str(config), "minutes": minutes,
             "test_bleu": round(scores["bleu"], 2), "test_chrf": round(scores["chrf"], 2),
             "updates": steps[-1] if steps else 0}
 
@@ -103,6 +106,9 @@ def main() -> None:
                         "earlier run is the reference")
     p.add_argument("--final-minutes", type=float, default=20.0,
                    help="0: no final runs (keep those of --json-out's earlier run)")
+    p.add_argument("--final-seeds", default=str(DEFAULT_SEED),
+                   help="comma-separated train.seed values, one final run of each config per "
+                        "seed; --json-out's earlier runs with other seeds are kept")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work-dir", default=str(Path.home() / ".cache" / "transduce-bench" / "tune"))
     p.add_argument("--json-out", default=str(ROOT / "benchmarks" / "results" / "tune.json"))
@@ -115,13 +121,16 @@ def main() -> None:
     out = Path(args.json_out)
     earlier = json.loads(out.read_text()) if out.is_file() else {}
     studies = {s["pruner"]: s for s in earlier.get("studies", [])}
-    for pruner in args.pruners.split(","):
+    for pruner in filter(None, args.pruners.split(",")):
         studies[pruner] = study(work, pruner, args.trial_steps, args.threads)
     finals = earlier.get("finals", [])
     if args.final_minutes:
         tuned = Path(studies["hyperband"]["best_config"])
-        finals = [final(work, "tuned", tuned, args.final_minutes, args.threads),
-                  final(work, "default", RECIPE, args.final_minutes, args.threads)]
+        seeds = [int(x) for x in args.final_seeds.split(",")]
+        finals = [f for f in finals if f.get("seed", DEFAULT_SEED) not in seeds]
+        for seed in seeds:
+            finals += [final(work, "tuned", tuned, args.final_minutes, args.threads, seed),
+                       final(work, "default", RECIPE, args.final_minutes, args.threads, seed)]
     report(studies, finals, args.threads, args.trial_steps)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(
@@ -144,10 +153,16 @@ def report(studies: dict[str, dict], finals: list[dict], threads: int, trial_ste
               f"{s['trials']:>7} {s['completed']:>9} {s['pruned']:>7} {s['updates']:>8} "
               f"{s['best_bleu']:>10.2f} {s['best_bleu_gap']:>5.2f}  {s['best_params']}")
     print("targets: ratio <= 0.60, gap <= 0.5 BLEU")
-    print(f"\n{'config':<8} {'minutes':>8} {'updates':>8} {'test BLEU':>10} {'chrF':>6}")
+    print(f"\n{'config':<8} {'seed':>6} {'minutes':>8} {'updates':>8} {'test BLEU':>10} "
+          f"{'chrF':>6}")
     for f in finals:
-        print(f"{f['name']:<8} {f['minutes']:>8.0f} {f['updates']:>8} {f['test_bleu']:>10.2f} "
-              f"{f['test_chrf']:>6.2f}")
+        print(f"{f['name']:<8} {f.get('seed', DEFAULT_SEED):>6} {f['minutes']:>8.0f} "
+              f"{f['updates']:>8} {f['test_bleu']:>10.2f} {f['test_chrf']:>6.2f}")
+    for name in ("tuned", "default"):
+        bleu = [f["test_bleu"] for f in finals if f["name"] == name]
+        if len(bleu) > 1:
+            print(f"{name:<8} {'mean':>6} of {len(bleu)} seeds: test BLEU "
+                  f"{statistics.mean(bleu):.2f} (spread {max(bleu) - min(bleu):.2f})")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from transduce.config import load_config
-from transduce.data import CorpusError, collate
+from transduce.data import CorpusError, collate, sources
 from transduce.data.batching import plan_batches
 from transduce.data.dataset import PreparedCorpus
 from transduce.data.loader import Prefetcher
 from transduce.data.prepare import find_cache, prepare, reservoir
-from transduce.data.sources import BadLines, iter_pairs
+from transduce.data.sources import BadLines, iter_chunks, iter_pairs
 from transduce.text import load_codecs, save_codecs
 from transduce.training import setup as run_setup
 from transduce.training.trainer import Trainer
@@ -238,6 +238,43 @@ def test_input_errors_name_the_files(tmp_path: Path):
                 log=lambda _: None)
     with pytest.raises(CorpusError, match="cannot tell the format"):
         prepare(config(tmp_path, {"train": [{"path": str(a)}]}), log=lambda _: None)
+
+
+@pytest.mark.parametrize("block", [3, 16, 1 << 20])
+def test_files_are_read_whole_in_blocks_of_any_size(tmp_path: Path, monkeypatch, block: int):
+    """Lines that straddle blocks, CRLF endings, a last line without a newline, a gzip file
+    of two members, a line that is not UTF-8: each read as line by line would."""
+    monkeypatch.setattr(sources, "BLOCK", block)
+    src = [f"line {i} " + "x" * (i % 7) for i in range(50)]
+    tgt = [f"Zeile {i}" for i in range(50)]
+    a = tmp_path / "a.gz"
+    a.write_bytes(gzip.compress("".join(s + "\r\n" for s in src[:20]).encode())
+                  + gzip.compress(("\n".join(src[20:])).encode()))  # two members, no last \n
+    b = write(tmp_path / "b.txt", tgt)
+    cfg = config(tmp_path, {"train_src": str(a), "train_tgt": str(b)})
+    chunks = list(iter_chunks(cfg.data.corpora()[0], "error", BadLines(), size=8))
+    assert [len(s) for s, _ in chunks] == [8] * 6 + [2]
+    assert [x for s, _ in chunks for x in s] == src and [x for _, t in chunks for x in t] == tgt
+    bad = write(tmp_path / "bad.txt", b"ok\n\xff\xfe\nfine\n")
+    good = write(tmp_path / "good.txt", ["1", "2", "3"])
+    cfg = config(tmp_path, {"train_src": str(bad), "train_tgt": str(good)})
+    with pytest.raises(CorpusError, match=f"{bad}, line 2: not valid UTF-8"):
+        list(iter_pairs(cfg.data.corpora()[0], "error", BadLines()))
+    skipped = BadLines()
+    assert list(iter_pairs(cfg.data.corpora()[0], "skip", skipped)) == [("ok", "1"), ("fine", "3")]
+    assert skipped.first == [f"{bad}, line 2"]
+
+
+def test_a_damaged_gzip_file_is_named(tmp_path: Path):
+    whole = gzip.compress(("\n".join(f"sentence {i}" for i in range(5000)) + "\n").encode())
+    b = write(tmp_path / "b.txt", [f"Satz {i}" for i in range(5000)])
+    for name, data, message in (("cut.gz", whole[:len(whole) // 2], "ends early"),
+                                ("flip.gz", whole[:-8] + bytes(8), "not a readable gzip")):
+        path = tmp_path / name
+        path.write_bytes(data)
+        cfg = config(tmp_path, {"train_src": str(path), "train_tgt": str(b)})
+        with pytest.raises(CorpusError, match=f"{path}: .*{message}"):
+            prepare(cfg, log=lambda _: None)
 
 
 # ---- sampling, weights, batches ----------------------------------------------------------

@@ -30,8 +30,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -309,53 +311,94 @@ def _keep(src_len: np.ndarray, tgt_len: np.ndarray, data: DataConfig, counts: Co
     return ~(empty | long_ | ratio)
 
 
+class _CacheWriter:
+    """Appends tokenized chunks to the cache files under construction and keeps their index,
+    dedup hashes and counts; `finish` saves the index."""
+
+    def __init__(self, out: Path, files: list[BinaryIO], data: DataConfig, dtype: type,
+                 counts: Counts):
+        self.out, self.files, self.data, self.dtype, self.counts = out, files, data, dtype, counts
+        self.offsets = [0, 0]
+        self.index_parts: list[np.ndarray] = []
+        self.hash_parts: list[np.ndarray] = []
+
+    def add(self, corpus: int, srcs: list[str], tgts: list[str],
+            encoded: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        (_, s_len), (_, t_len) = encoded
+        self.counts.read += len(srcs)
+        keep = _keep(s_len, t_len, self.data, self.counts)
+        index = np.zeros(int(keep.sum()), INDEX_DTYPE)
+        for side, (ids, lens) in enumerate(encoded):
+            kept_ids = ids[np.repeat(keep, lens)]
+            self.files[side].write(kept_ids.astype(self.dtype).tobytes())
+            name = ("src", "tgt")[side]
+            index[f"{name}_len"] = lens[keep]
+            index[f"{name}_off"] = self.offsets[side] + np.cumsum(lens[keep]) - lens[keep]
+            self.offsets[side] += len(kept_ids)
+        index["corpus"] = corpus
+        self.index_parts.append(index)
+        if self.data.dedup:
+            self.hash_parts.append(np.fromiter(
+                (hash(p) for p, k in zip(zip(srcs, tgts), keep) if k), dtype=np.int64,
+                count=len(index)))
+
+    def finish(self) -> np.ndarray:
+        """The index of the kept pairs (duplicates dropped), saved."""
+        parts = self.index_parts
+        index = np.concatenate(parts) if parts else np.zeros(0, INDEX_DTYPE)
+        if self.data.dedup and len(index):
+            _, first = np.unique(np.concatenate(self.hash_parts), return_index=True)
+            self.counts.duplicates = len(index) - len(first)
+            index = index[np.sort(first)]
+        self.counts.kept = len(index)
+        if not self.counts.kept:
+            raise CorpusError("no training pairs left after filtering: "
+                              + self.counts.summary(self.data))
+        np.save(self.out / "index.npy", index)
+        return index
+
+
 def _build(cfg: Config, key: dict, out: Path, tokenizer_dir: str | Path | None, threads: int,
            log: Callable[[str], None]) -> None:
     d = cfg.data
-    src_codec, tgt_codec = _tokenizer(cfg, tokenizer_dir, log)
-    save_codecs(src_codec, tgt_codec, out)
-    dtype = np.uint16 if max(len(src_codec.vocab), len(tgt_codec.vocab)) <= 65535 else np.int32
+    codecs = _tokenizer(cfg, tokenizer_dir, log)
+    save_codecs(*codecs, out)
+    dtype = np.uint16 if max(len(c.vocab) for c in codecs) <= 65535 else np.int32
     counts, tick = Counts(), time.time()
-    index_parts, hash_parts = [], []
-    offsets = [0, 0]
     with open(out / "src.ids", "wb") as fs, open(out / "tgt.ids", "wb") as ft:
-        for corpus, srcs, tgts in _chunks(d, counts.bad_lines):
-            s_ids, s_len = src_codec.encode_many(srcs, threads)
-            t_ids, t_len = tgt_codec.encode_many(tgts, threads)
-            counts.read += len(srcs)
-            keep = _keep(s_len, t_len, d, counts)
-            index = np.zeros(int(keep.sum()), INDEX_DTYPE)
-            for side, ids, lens, f in ((0, s_ids, s_len, fs), (1, t_ids, t_len, ft)):
-                kept_ids = ids[np.repeat(keep, lens)]
-                f.write(kept_ids.astype(dtype).tobytes())
-                name = ("src", "tgt")[side]
-                index[f"{name}_len"] = lens[keep]
-                index[f"{name}_off"] = offsets[side] + np.cumsum(lens[keep]) - lens[keep]
-                offsets[side] += len(kept_ids)
-            index["corpus"] = corpus
-            index_parts.append(index)
-            if d.dedup:
-                hash_parts.append(np.fromiter((hash(p) for p, k in zip(zip(srcs, tgts), keep) if k),
-                                              dtype=np.int64, count=len(index)))
-            if counts.read % (CHUNK * 25) == 0:
-                log(f"  {counts.read:,} pairs tokenized ({counts.read / (time.time() - tick):,.0f}"
-                    f" pairs/s)")
-    index = np.concatenate(index_parts) if index_parts else np.zeros(0, INDEX_DTYPE)
-    del index_parts
-    if d.dedup and len(index):
-        _, first = np.unique(np.concatenate(hash_parts), return_index=True)
-        counts.duplicates = len(index) - len(first)
-        index = index[np.sort(first)]
-    counts.kept = len(index)
-    if not counts.kept:
-        raise CorpusError("no training pairs left after filtering: " + counts.summary(d))
-    np.save(out / "index.npy", index)
+        writer = _CacheWriter(out, [fs, ft], d, dtype, counts)
+        _tokenize_into(writer, codecs, d, threads, log)
+    index = writer.finish()
     per_corpus = np.bincount(index["corpus"], minlength=len(d.corpora())).tolist()
     _write_meta(out, key, counts, per_corpus, dtype, tokenizer_files_hash(out))
     rate = counts.read / max(time.time() - tick, 1e-9)
     log(f"tokenized at {rate:,.0f} pairs/s: {counts.summary(d)}")
     for c, n in zip(d.corpora(), per_corpus):
         log(f"  {n:,} pairs from {corpus_name(c)} (weight {c.weight:g})")
+
+
+def _tokenize_into(writer: _CacheWriter, codecs: tuple[Codec, Codec], d: DataConfig,
+                   threads: int, log: Callable[[str], None]) -> None:
+    """Tokenize every readable pair into `writer`. Two stages overlap: SentencePiece
+    encodes a chunk (GIL released, on `threads` threads) while one thread turns the
+    previous chunk's id lists into arrays, filters and writes them (GIL held)."""
+    counts, tick = writer.counts, time.time()
+
+    def write(corpus: int, srcs: list[str], tgts: list[str], ids: list[list[list[int]]]) -> None:
+        writer.add(corpus, srcs, tgts, [c.flatten(i) for c, i in zip(codecs, ids)])
+        if counts.read % (CHUNK * 25) == 0:
+            log(f"  {counts.read:,} pairs tokenized ({counts.read / (time.time() - tick):,.0f}"
+                f" pairs/s)")
+
+    with ThreadPoolExecutor(1) as pool:
+        pending: Future | None = None
+        for corpus, srcs, tgts in _chunks(d, counts.bad_lines):
+            ids = [c.encode_lists(texts, threads) for c, texts in zip(codecs, (srcs, tgts))]
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(write, corpus, srcs, tgts, ids)
+        if pending is not None:
+            pending.result()
 
 
 def _write_meta(out: Path, key: dict, counts: Counts, per_corpus: list[int], dtype: type,

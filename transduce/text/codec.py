@@ -44,16 +44,23 @@ class Codec:
         Equal to `encode` text by text. SentencePiece encodes on `threads` threads and its
         ids are mapped to ours through a table, without token strings in between.
         """
+        return self.flatten(self.encode_lists(texts, threads))
+
+    def encode_lists(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
+        """The first half of `encode_many`, the tokenizer's work (the GIL released for
+        SentencePiece): ids in the tokenizer's own numbering, which `flatten` maps to ours."""
         if self.lowercase:
             texts = [t.lower() for t in texts]
         tok = self.tokenizer
         if isinstance(tok, SentencePieceTokenizer):
-            ids: list[list[int]] = tok.sp.encode(list(texts), out_type=int, num_threads=threads)
-        else:
-            ids = [self.vocab.encode(tok.tokenize(t)) for t in texts]
+            return tok.sp.encode(list(texts), out_type=int, num_threads=threads)
+        return [self.vocab.encode(tok.tokenize(t)) for t in texts]
+
+    def flatten(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """The second half of `encode_many`: `encode_lists`'s ids as one array and lengths."""
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         flat = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(lengths.sum()))
-        if isinstance(tok, SentencePieceTokenizer):
+        if isinstance(self.tokenizer, SentencePieceTokenizer):
             flat = self._piece_table()[flat]
         return flat, lengths
 
