@@ -147,7 +147,12 @@ def _agreed_precision(cfg: Config, device: torch.device, world: distributed.Worl
 def _cap_onednn_cache() -> None:
     """Cap the two caches of compiled bf16 kernels that grow with the number of batch shapes
     seen (a value the user set is kept; both are read when first used):
-    - oneDNN's primitive cache (`ONEDNN_PRIMITIVE_CACHE_CAPACITY`, default 1,024);
+    - oneDNN's primitive cache (`ONEDNN_PRIMITIVE_CACHE_CAPACITY`, default 1,024): 16. With
+      1,024 the Multi30k Transformer ran at the same tokens/s and its RssAnon reached 2.3 GB
+      after 200 updates (0.75 GB with 16). An LSTM replays more than 16 primitives per update:
+      the bf16 G2P recipe ran 1.24x its fp32 speed at first with 1,024 (~1.0x with 16), but
+      the gain fell to 1.16x and RssAnon passed 2.1 GB over 30 minutes as batch shapes kept
+      coming, for the same test scores (benchmarks/README.md, G2P);
     - ideep's cache of matrix-product kernels and their weight layouts (`LRU_CACHE_CAPACITY`,
       default 1,024): it grew the small Transformer's RssAnon from 0.8 to 1.44 GB over 150
       updates of Multi30k; with 64 it stays at 0.83 GB, at the same tokens/s."""
