@@ -90,7 +90,6 @@ def onmt_config(files: dict[str, Path], run_dir: Path, args: argparse.Namespace)
         "src_vocab": str(files["src.vocab"]), "tgt_vocab": str(files["tgt.vocab"]),
         "data": {"corpus_1": {"path_src": str(files["train.src"]),
                               "path_tgt": str(files["train.tgt"])}},
-        "src_seq_length": 40, "tgt_seq_length": 40,
         "encoder_type": "brnn", "decoder_type": "rnn", "rnn_type": "LSTM",
         "enc_layers": 2, "dec_layers": 2,  # each starts from the encoder layer of its depth
         "hidden_size": 384,
